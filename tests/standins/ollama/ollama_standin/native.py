@@ -1,0 +1,500 @@
+"""Ollama's native API (/api/*), the subset the appliance's module, gateway and tests use."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from . import gguf
+from .catalog import CATALOG
+from .common import (
+    VERSION,
+    GenerationResult,
+    OllamaError,
+    StandinState,
+    collect,
+    generate_tokens,
+    get_state,
+    guarded,
+    os_error_text,
+    parse_body,
+    parse_name,
+    timestamp,
+)
+from .names import ModelName
+from .store import (
+    MEDIA_LICENSE,
+    MEDIA_MODEL,
+    MEDIA_PARAMS,
+    MEDIA_SYSTEM,
+    MEDIA_TEMPLATE,
+    InvalidDigestError,
+    Layer,
+    ModelRecord,
+    normalize_digest,
+)
+
+router = APIRouter()
+State = Annotated[StandinState, Depends(get_state)]
+NDJSON = "application/x-ndjson"
+CHUNK = 64 * 1024
+
+# Modelfile PARAMETER names Ollama accepts.
+VALID_PARAMETERS = frozenset(
+    [
+        "num_keep",
+        "seed",
+        "num_predict",
+        "top_k",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "repeat_last_n",
+        "temperature",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "penalize_newline",
+        "stop",
+        "numa",
+        "num_ctx",
+        "num_batch",
+        "num_gpu",
+        "main_gpu",
+        "use_mmap",
+        "num_thread",
+        "mirostat",
+        "mirostat_eta",
+        "mirostat_tau",
+    ]
+)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+class NameRequest(_Body):
+    model: str = ""
+    name: str = ""
+    verbose: bool = False
+    insecure: bool = False
+    stream: bool = True
+
+    @property
+    def target(self) -> str:
+        return self.model or self.name
+
+
+class CreateRequest(NameRequest):
+    files: dict[str, str] | None = None
+    from_: str | None = Field(default=None, alias="from")
+    adapters: dict[str, str] | None = None
+    quantize: str | None = None
+    template: str | None = None
+    system: str | None = None
+    license: str | list[str] | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class GenerateRequest(_Body):
+    model: str = ""
+    prompt: str = ""
+    system: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = True
+    keep_alive: float | str | None = None
+
+
+class ChatMessage(_Body):
+    role: str
+    content: str = ""
+
+
+class ChatRequest(_Body):
+    model: str = ""
+    messages: list[ChatMessage] = Field(default_factory=list)
+    options: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = True
+    keep_alive: float | str | None = None
+
+
+async def _stream_or_single(stream: bool, factory: Any) -> Response:
+    """NDJSON progress when streaming; otherwise the last object, or the error with its status."""
+    if stream:
+        return StreamingResponse(guarded(factory), media_type=NDJSON)
+    return JSONResponse(await collect(factory))
+
+
+def _model_json(record: ModelRecord) -> dict[str, Any]:
+    return {
+        "name": record.name.display,
+        "model": record.name.display,
+        "modified_at": timestamp(record.modified_at),
+        "size": record.size,
+        "digest": record.digest,
+        "details": record.details,
+    }
+
+
+def _require(state: StandinState, raw: str) -> tuple[ModelName, ModelRecord]:
+    if not raw:
+        raise OllamaError(400, "model is required")
+    name = parse_name(raw)
+    record = state.store.get(name)
+    if record is None:
+        raise OllamaError(404, f"model '{raw}' not found")
+    return name, record
+
+
+@router.api_route("/", methods=["GET", "HEAD"], response_class=PlainTextResponse)
+async def root() -> str:
+    return "Ollama is running"
+
+
+@router.api_route("/api/version", methods=["GET", "HEAD"])
+async def version() -> dict[str, str]:
+    return {"version": VERSION}
+
+
+@router.get("/api/tags")
+async def tags(state: State) -> dict[str, Any]:
+    return {"models": [_model_json(r) for r in state.store.list()]}
+
+
+@router.get("/api/ps")
+async def ps(state: State) -> dict[str, Any]:
+    models = []
+    for name, expires in state.running().items():
+        record = state.store.get(name)
+        if record is None:
+            continue
+        entry = _model_json(record)
+        del entry["modified_at"]
+        entry["expires_at"] = timestamp(expires) if expires else "2318-01-01T00:00:00Z"
+        entry["size_vram"] = 0
+        entry["context_length"] = int(record.parameters.get("num_ctx", 4096))
+        models.append(entry)
+    return {"models": models}
+
+
+def _go_value(value: Any) -> str:
+    """How Ollama prints a parameter value (Go's %#v): strings quoted, numbers bare."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str):
+        return json.dumps(value)
+    return str(value)
+
+
+def _parameter_lines(parameters: dict[str, Any]) -> list[tuple[str, str]]:
+    lines = []
+    for key in sorted(parameters):
+        values = parameters[key] if isinstance(parameters[key], list) else [parameters[key]]
+        lines.extend((key, _go_value(v)) for v in values)
+    return lines
+
+
+def _modelfile(state: StandinState, record: ModelRecord) -> str:
+    model_layer = record.model_layer
+    lines = [
+        '# Modelfile generated by "ollama show"',
+        "# To build a new Modelfile based on this, replace FROM with:",
+        f"# FROM {record.name.display}",
+        "",
+    ]
+    if model_layer is not None:
+        lines.append(f"FROM {state.store.blob_path(model_layer.digest)}")
+    if record.template:
+        lines.append(f'TEMPLATE """{record.template}"""')
+    if record.system:
+        lines.append(f'SYSTEM """{record.system}"""')
+    lines.extend(f"PARAMETER {key} {value}" for key, value in _parameter_lines(record.parameters))
+    if record.license:
+        lines.append(f'LICENSE """{record.license}"""')
+    return "\n".join(lines) + "\n"
+
+
+@router.post("/api/show")
+async def show(request: Request, state: State) -> dict[str, Any]:
+    body = await parse_body(request, NameRequest)
+    _, record = _require(state, body.target)
+    response: dict[str, Any] = {
+        "license": record.license,
+        "modelfile": _modelfile(state, record),
+        "parameters": "\n".join(f"{k:<30} {v}" for k, v in _parameter_lines(record.parameters)),
+        "template": record.template,
+        "details": record.details,
+        "model_info": {
+            "general.architecture": record.config.get("model_family", ""),
+            "general.file_type": record.config.get("file_type", ""),
+            "general.parameter_count": 0,
+            "standin.note": "Ollama stand-in: deterministic text, no weights are loaded",
+        },
+        "capabilities": ["completion"],
+        "modified_at": timestamp(record.modified_at),
+    }
+    if record.system:
+        response["system"] = record.system
+    return response
+
+
+@router.delete("/api/delete")
+async def delete(request: Request, state: State) -> Response:
+    body = await parse_body(request, NameRequest)
+    if not body.target:
+        raise OllamaError(400, "model is required")
+    name = parse_name(body.target)
+    if not state.store.delete(name):
+        raise OllamaError(404, f"model '{body.target}' not found")
+    state.loaded.pop(name, None)
+    return Response(status_code=200)
+
+
+async def _write_blob(state: StandinState, digest: str, data: bytes) -> AsyncIterator[int]:
+    """Store catalog bytes chunk by chunk, yielding the bytes completed so far."""
+    fd, partial = state.store.partial_blob()
+    sha = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for offset in range(0, len(data), CHUNK):
+                chunk = data[offset : offset + CHUNK]
+                out.write(chunk)
+                sha.update(chunk)
+                yield offset + len(chunk)
+        state.store.commit_blob(partial, digest, "sha256:" + sha.hexdigest())
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OllamaError(500, os_error_text(exc)) from None
+
+
+@router.post("/api/pull")
+async def pull(request: Request, state: State) -> Response:
+    body = await parse_body(request, NameRequest)
+    name = parse_name(body.target)
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        yield {"status": "pulling manifest"}
+        entry = CATALOG.get(name)
+        if entry is None:
+            raise OllamaError(500, "pull model manifest: file does not exist")
+        model = entry.model_bytes
+        parts = [(MEDIA_MODEL, model), (MEDIA_TEMPLATE, entry.template.encode())]
+        if entry.system:
+            parts.append((MEDIA_SYSTEM, entry.system.encode()))
+        parts.append((MEDIA_PARAMS, json.dumps(entry.parameters, sort_keys=True).encode()))
+        layers = []
+        for media_type, data in parts:
+            digest = "sha256:" + hashlib.sha256(data).hexdigest()
+            status = f"pulling {digest[7:19]}"
+            layers.append(Layer(media_type, digest, len(data)))
+            total = len(data)
+            if state.store.has_blob(digest):
+                yield {"status": status, "digest": digest, "total": total, "completed": total}
+                continue
+            yield {"status": status, "digest": digest, "total": total}
+            async for done in _write_blob(state, digest, data):
+                yield {"status": status, "digest": digest, "total": total, "completed": done}
+        yield {"status": "verifying sha256 digest"}
+        yield {"status": "writing manifest"}
+        try:
+            state.store.write_manifest(name, entry.config(layers[0].digest), layers)
+        except OSError as exc:
+            raise OllamaError(500, os_error_text(exc)) from None
+        yield {"status": "removing any unused layers"}
+        yield {"status": "success"}
+
+    return await _stream_or_single(body.stream, events)
+
+
+def _blob_digest(raw: str) -> str:
+    try:
+        return normalize_digest(raw)
+    except InvalidDigestError as exc:
+        raise OllamaError(400, str(exc)) from None
+
+
+@router.head("/api/blobs/{digest}")
+async def blob_exists(digest: str, state: State) -> Response:
+    found = state.store.has_blob(_blob_digest(digest))
+    return Response(status_code=200 if found else 404)
+
+
+@router.post("/api/blobs/{digest}")
+async def blob_upload(digest: str, request: Request, state: State) -> Response:
+    expected = _blob_digest(digest)
+    if state.store.has_blob(expected):
+        return Response(status_code=200)
+    fd, partial = state.store.partial_blob()
+    sha = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            async for chunk in request.stream():
+                out.write(chunk)
+                sha.update(chunk)
+        state.store.commit_blob(partial, expected, "sha256:" + sha.hexdigest())
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise OllamaError(500, os_error_text(exc)) from None
+    except ValueError as exc:
+        raise OllamaError(400, str(exc)) from None
+    return Response(status_code=201)
+
+
+def _check_create(body: CreateRequest) -> ModelName:
+    name = parse_name(body.target)
+    if body.from_:
+        raise OllamaError(400, "the Ollama stand-in creates models from 'files' only, not 'from'")
+    if body.adapters or body.quantize:
+        raise OllamaError(400, "the Ollama stand-in supports neither 'adapters' nor 'quantize'")
+    if not body.files:
+        raise OllamaError(400, "neither 'from' or 'files' was specified")
+    if len(body.files) != 1:
+        raise OllamaError(400, "the Ollama stand-in creates models from exactly one GGUF file")
+    for filename in body.files:
+        if filename.startswith("/") or ".." in filename.split("/"):
+            raise OllamaError(400, "file path must be relative")
+    unknown = sorted(set(body.parameters or {}) - VALID_PARAMETERS)
+    if unknown:
+        raise OllamaError(400, f"unknown parameter '{unknown[0]}'")
+    return name
+
+
+def _normalized_parameters(parameters: dict[str, Any] | None) -> dict[str, Any]:
+    result = dict(parameters or {})
+    if "stop" in result and not isinstance(result["stop"], list):
+        result["stop"] = [result["stop"]]
+    return result
+
+
+@router.post("/api/create")
+async def create(request: Request, state: State) -> Response:
+    body = await parse_body(request, CreateRequest)
+    name = _check_create(body)
+    filename, raw_digest = next(iter((body.files or {}).items()))
+    digest = _blob_digest(raw_digest)
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        yield {"status": "parsing GGUF"}
+        path = state.store.blob_path(digest)
+        try:
+            with path.open("rb") as stream:
+                info = gguf.read_info(stream)
+        except FileNotFoundError:
+            raise OllamaError(500, f"open {path}: no such file or directory") from None
+        except gguf.NotGGUFError as exc:
+            status = 500 if filename.endswith(".gguf") else 400
+            raise OllamaError(status, str(exc) if status == 500 else "unknown type") from None
+        layers = [Layer(MEDIA_MODEL, digest, path.stat().st_size)]
+        yield {"status": f"using existing layer {digest}"}
+        texts = [(MEDIA_TEMPLATE, body.template), (MEDIA_SYSTEM, body.system)]
+        license_text = "\n".join(body.license) if isinstance(body.license, list) else body.license
+        texts.append((MEDIA_LICENSE, license_text))
+        parameters = _normalized_parameters(body.parameters)
+        if parameters:
+            texts.append((MEDIA_PARAMS, json.dumps(parameters, sort_keys=True)))
+        try:
+            for media_type, text in texts:
+                if not text:
+                    continue
+                layer = state.store.layer(media_type, text.encode())
+                layers.append(layer)
+                yield {"status": f"creating new layer {layer.digest}"}
+            config = {
+                "model_format": "gguf",
+                "model_family": info.architecture,
+                "model_families": [info.architecture],
+                "model_type": str(info.metadata.get("general.size_label", "")),
+                "file_type": str(info.metadata.get("general.file_type", "")),
+                "architecture": "amd64",
+                "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": [digest]},
+            }
+            yield {"status": "writing manifest"}
+            state.store.write_manifest(name, config, layers)
+        except OSError as exc:
+            raise OllamaError(500, os_error_text(exc)) from None
+        yield {"status": "success"}
+
+    return await _stream_or_single(body.stream, events)
+
+
+def _final(record: ModelRecord, result: GenerationResult) -> dict[str, Any]:
+    return {"done": True, "done_reason": result.done_reason, **result.stats()}
+
+
+@router.post("/api/generate")
+async def generate(request: Request, state: State) -> Response:
+    body = await parse_body(request, GenerateRequest)
+    name, record = _require(state, body.model)
+    state.touch(name, body.keep_alive)
+    base = {"model": body.model}
+    if not body.prompt:
+        reason = "unload" if name not in state.loaded else "load"
+        return JSONResponse(
+            {**base, "created_at": timestamp(), "response": "", "done": True, "done_reason": reason}
+        )
+    system = body.system if body.system is not None else record.system
+    prompt = f"{system}\n{body.prompt}" if system else body.prompt
+    result = GenerationResult()
+
+    def context() -> list[int]:
+        return [int.from_bytes(hashlib.sha256(t.encode()).digest()[:2]) for t in result.text]
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        async for piece in generate_tokens(state, record, prompt, body.options, result):
+            if body.stream:
+                yield {**base, "created_at": timestamp(), "response": piece, "done": False}
+        text = "" if body.stream else "".join(result.text)
+        yield {
+            **base,
+            "created_at": timestamp(),
+            "response": text,
+            **_final(record, result),
+            "context": context(),
+        }
+
+    return await _stream_or_single(body.stream, events)
+
+
+@router.post("/api/chat")
+async def chat(request: Request, state: State) -> Response:
+    body = await parse_body(request, ChatRequest)
+    name, record = _require(state, body.model)
+    state.touch(name, body.keep_alive)
+    base = {"model": body.model}
+    if not body.messages:
+        reason = "unload" if name not in state.loaded else "load"
+        message = {"role": "assistant", "content": ""}
+        return JSONResponse(
+            {
+                **base,
+                "created_at": timestamp(),
+                "message": message,
+                "done": True,
+                "done_reason": reason,
+            }
+        )
+    system = record.system if not any(m.role == "system" for m in body.messages) else ""
+    prompt = "\n".join([system, *(m.content for m in body.messages)]).strip()
+    result = GenerationResult()
+
+    async def events() -> AsyncIterator[dict[str, Any]]:
+        async for piece in generate_tokens(state, record, prompt, body.options, result):
+            if body.stream:
+                message = {"role": "assistant", "content": piece}
+                yield {**base, "created_at": timestamp(), "message": message, "done": False}
+        content = "" if body.stream else "".join(result.text)
+        message = {"role": "assistant", "content": content}
+        yield {**base, "created_at": timestamp(), "message": message, **_final(record, result)}
+
+    return await _stream_or_single(body.stream, events)

@@ -1,0 +1,163 @@
+"""Ollama's OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from fastapi.responses import JSONResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from .common import GenerationResult, OllamaError, StandinState, generate_tokens, get_state
+from .names import InvalidNameError, ModelName
+from .store import ModelRecord
+
+router = APIRouter(prefix="/v1")
+State = Annotated[StandinState, Depends(get_state)]
+
+
+class OpenAIError(Exception):
+    """Answered as ``{"error": {"message", "type", "param", "code"}}``, Ollama's OpenAI shape."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    @property
+    def kind(self) -> str:
+        return {400: "invalid_request_error", 404: "not_found_error"}.get(self.status, "api_error")
+
+    def response(self) -> JSONResponse:
+        error = {"message": self.message, "type": self.kind, "param": None, "code": None}
+        return JSONResponse({"error": error}, status_code=self.status)
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+    @property
+    def text(self) -> str:
+        if isinstance(self.content, list):
+            return "".join(str(p.get("text", "")) for p in self.content if p.get("type") == "text")
+        return self.content or ""
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    temperature: float | None = None
+    seed: int | None = None
+
+
+def _lookup(state: StandinState, raw: str) -> ModelRecord:
+    try:
+        record = state.store.get(ModelName.parse(raw))
+    except InvalidNameError:
+        record = None
+    if record is None:
+        raise OpenAIError(404, f"model '{raw}' not found")
+    return record
+
+
+async def _parse(request: Request) -> ChatCompletionRequest:
+    raw = await request.body()
+    try:
+        return ChatCompletionRequest.model_validate_json(raw or b"{}")
+    except ValueError as exc:
+        raise OpenAIError(400, f"invalid request: {exc}".splitlines()[0]) from None
+
+
+@router.post("/chat/completions")
+async def chat_completions(request: Request, state: State) -> Response:
+    body = await _parse(request)
+    record = _lookup(state, body.model)
+    try:
+        state.touch(record.name, None)
+    except OllamaError as exc:
+        raise OpenAIError(exc.status, exc.message) from None
+    options: dict[str, Any] = {}
+    limit = (
+        body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
+    )
+    if limit is not None:
+        options["num_predict"] = limit
+    system = "" if any(m.role == "system" for m in body.messages) else record.system
+    prompt = "\n".join([system, *(m.text for m in body.messages)]).strip()
+    result = GenerationResult()
+    ident = f"chatcmpl-{secrets.randbelow(1000)}"
+    created = int(time.time())
+    base = {"id": ident, "created": created, "model": body.model, "system_fingerprint": "fp_ollama"}
+
+    def usage() -> dict[str, int]:
+        stats = result.stats()
+        prompt_tokens, completion = stats["prompt_eval_count"], stats["eval_count"]
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
+
+    def finish() -> str:
+        return "length" if result.done_reason == "length" else "stop"
+
+    if not body.stream:
+        async for _ in generate_tokens(state, record, prompt, options, result):
+            pass
+        message = {"role": "assistant", "content": "".join(result.text)}
+        choice = {"index": 0, "message": message, "finish_reason": finish()}
+        return JSONResponse(
+            {**base, "object": "chat.completion", "choices": [choice], "usage": usage()}
+        )
+
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        payload = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
+        return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+    async def events() -> AsyncIterator[bytes]:
+        async for piece in generate_tokens(state, record, prompt, options, result):
+            delta = {"role": "assistant", "content": piece}
+            yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        delta = {"role": "assistant", "content": ""}
+        yield chunk([{"index": 0, "delta": delta, "finish_reason": finish()}])
+        if include_usage:
+            yield chunk([], usage=usage())
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _model_entry(record: ModelRecord) -> dict[str, Any]:
+    return {
+        "id": record.name.display,
+        "object": "model",
+        "created": int(record.modified_at.timestamp()),
+        "owned_by": record.name.namespace,
+    }
+
+
+@router.get("/models")
+async def list_models(state: State) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_entry(r) for r in state.store.list()]}
+
+
+@router.get("/models/{model:path}")
+async def retrieve_model(model: str, state: State) -> dict[str, Any]:
+    return _model_entry(_lookup(state, model))
