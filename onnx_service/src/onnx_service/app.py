@@ -1,0 +1,196 @@
+"""The FastAPI application: routers, error answers, body limit, metrics, lifespan."""
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from onnx_service import __version__, v1, v2
+from onnx_service.errors import PayloadTooLargeError, ServiceError
+from onnx_service.metrics import Metrics
+from onnx_service.repository import ModelRepository
+from onnx_service.schemas import (
+    ErrorResponse,
+    InferRequest,
+    ModelLoadRequest,
+    RepositoryIndexRequest,
+    V1PredictRequest,
+)
+from onnx_service.settings import Settings
+
+log = logging.getLogger("onnx_service")
+
+# Bodies that routes parse themselves; their schemas are added to the OpenAPI components.
+SELF_PARSED: tuple[type[BaseModel], ...] = (
+    InferRequest,
+    RepositoryIndexRequest,
+    ModelLoadRequest,
+    V1PredictRequest,
+)
+
+
+class BodyLimit:
+    """Answers 413 for request bodies over the limit, declared or streamed (pure ASGI)."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        for key, value in scope["headers"]:
+            if key == b"content-length" and value.isdigit() and int(value) > self.limit:
+                response = _error(PayloadTooLargeError(self._message()))
+                await response(scope, receive, send)
+                return
+        received = 0
+
+        async def limited() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.limit:
+                    raise PayloadTooLargeError(self._message())
+            return message
+
+        await self.app(scope, limited, send)
+
+    def _message(self) -> str:
+        return f"request body is over the {self.limit}-byte limit"
+
+
+def _error(exc: ServiceError) -> Response:
+    return Response(
+        orjson.dumps({"error": exc.message}),
+        status_code=exc.status_code,
+        media_type="application/json",
+    )
+
+
+async def _service_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return _error(exc)
+
+
+async def _validation_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    message = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return JSONResponse({"error": message or "invalid request"}, status_code=400)
+
+
+async def _http_error(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse(
+        {"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(_: Request, exc: Exception) -> Response:
+    log.error("unhandled error", exc_info=exc)
+    return JSONResponse({"error": f"internal error: {exc}"}, status_code=500)
+
+
+async def _poll_forever(repository: ModelRepository, interval: float) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await repository.poll()
+        except Exception:
+            log.exception("repository poll failed")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. Models are loaded by the lifespan, before the first request."""
+    settings = settings or Settings()
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        workers = settings.inference_threads or os.cpu_count() or 1
+        executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
+        repository = ModelRepository(settings.model_repository, metrics, executor)
+        app.state.repository = repository
+        if settings.model_repository.is_dir():
+            await repository.load_all()
+        else:
+            log.error("model repository %s does not exist", settings.model_repository)
+            repository.ready = True
+        poller = (
+            asyncio.create_task(_poll_forever(repository, settings.poll_interval_s))
+            if settings.poll_interval_s > 0
+            else None
+        )
+        try:
+            yield
+        finally:
+            if poller is not None:
+                poller.cancel()
+                with suppress(asyncio.CancelledError):
+                    await poller
+            repository.close()
+            executor.shutdown(wait=True)
+
+    app = FastAPI(
+        title="onnx_service",
+        version=__version__,
+        description="ONNX inference: KServe V1 on /v1, Open Inference Protocol on /v2.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.include_router(v2.router)
+    app.include_router(v1.router)
+    app.add_exception_handler(ServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+
+    @app.get(
+        "/metrics",
+        response_class=Response,
+        responses={200: {"content": {"text/plain": {}}, "description": "Prometheus metrics"}},
+        tags=["metrics"],
+    )
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                description=app.description,
+                routes=app.routes,
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            for model in (*SELF_PARSED, ErrorResponse):
+                definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(definition.pop("$defs", {}))
+                components[model.__name__] = definition
+            for path in schema["paths"].values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                components.pop(name, None)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,341 @@
+"""A loaded model version: its onnxruntime session, tensor specs and (optional) batcher."""
+
+import asyncio
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
+
+from onnx_service.config import ModelConfig
+from onnx_service.dtypes import DATATYPE_TO_NUMPY, ORT_TO_DATATYPE
+from onnx_service.errors import BackendError, InvalidRequestError, LoadError, UnavailableError
+from onnx_service.metrics import VersionMetrics
+
+Feeds = dict[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One model input or output as the protocol describes it (-1 marks a dynamic dim)."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def metadata(self) -> dict[str, Any]:
+        return {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+
+
+def _spec(arg: Any, kind: str) -> TensorSpec:
+    datatype = ORT_TO_DATATYPE.get(arg.type)
+    if datatype is None:
+        raise LoadError(f"{kind} '{arg.name}' has unsupported type {arg.type}")
+    shape = tuple(d if isinstance(d, int) and d >= 0 else -1 for d in (arg.shape or []))
+    return TensorSpec(arg.name, datatype, shape, DATATYPE_TO_NUMPY[datatype])
+
+
+def _ort_error(exc: Exception) -> Exception:
+    """onnxruntime's InvalidArgument is the caller's fault; anything else is the backend's."""
+    if isinstance(exc, InvalidArgument):
+        return InvalidRequestError(f"onnxruntime rejected the inputs: {exc}")
+    return BackendError(f"inference failed: {exc}")
+
+
+class ModelVersion:
+    """One version of a model, ready to run."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        version: int,
+        fingerprint: tuple[Any, ...],
+        config: ModelConfig,
+        session: ort.InferenceSession,
+        metrics: VersionMetrics,
+        executor: Executor,
+    ) -> None:
+        self.name = name
+        self.version = version
+        self.fingerprint = fingerprint
+        self.config = config
+        self.metrics = metrics
+        self._session: ort.InferenceSession | None = session
+        self._executor = executor
+        self.inputs = [_spec(a, "input") for a in session.get_inputs()]
+        self.outputs = [_spec(a, "output") for a in session.get_outputs()]
+        self.input_map = {s.name: s for s in self.inputs}
+        self.output_map = {s.name: s for s in self.outputs}
+        self.output_names = [s.name for s in self.outputs]
+        self.providers = session.get_providers()
+        # The first dimension is a batch dimension when it is dynamic on every tensor.
+        self.batched = all(s.shape and s.shape[0] == -1 for s in self.inputs + self.outputs)
+        if config.dynamic_batching is not None and not self.batched:
+            raise LoadError(
+                "dynamic_batching needs a dynamic first dimension on every input and output"
+            )
+        self.inflight = 0
+        self.retired = False
+        self.batcher: DynamicBatcher | None = None
+
+    @classmethod
+    def load(
+        cls,
+        *,
+        name: str,
+        version: int,
+        path: Path,
+        fingerprint: tuple[Any, ...],
+        config: ModelConfig,
+        metrics: VersionMetrics,
+        executor: Executor,
+    ) -> "ModelVersion":
+        """Create the session (blocking: call it from a worker thread)."""
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = config.intra_op_threads
+        options.inter_op_num_threads = config.inter_op_threads
+        options.log_severity_level = 3
+        spinning = "1" if config.intra_op_spinning else "0"
+        options.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        options.add_session_config_entry("session.inter_op.allow_spinning", spinning)
+        try:
+            session = ort.InferenceSession(
+                str(path), sess_options=options, providers=config.providers()
+            )
+        except Exception as exc:  # onnxruntime raises several unrelated types
+            raise LoadError(f"onnxruntime cannot load {path.name}: {exc}") from exc
+        return cls(
+            name=name,
+            version=version,
+            fingerprint=fingerprint,
+            config=config,
+            session=session,
+            metrics=metrics,
+            executor=executor,
+        )
+
+    # --- life cycle -------------------------------------------------------------------------
+
+    def activate(self) -> None:
+        """Start serving (must run on the event loop)."""
+        batching = self.config.dynamic_batching
+        if batching is not None and self.batcher is None:
+            self.batcher = DynamicBatcher(
+                self._run_batch,
+                self.config.max_batch_size,
+                batching.max_queue_delay_us / 1e6,
+                self._executor,
+                self.metrics,
+            )
+
+    def acquire(self) -> None:
+        self.inflight += 1
+
+    def release(self) -> None:
+        self.inflight -= 1
+        if self.retired and self.inflight == 0:
+            self.close()
+
+    def retire(self) -> None:
+        """Stop taking new requests; close once the in-flight ones are done."""
+        self.retired = True
+        if self.inflight == 0:
+            self.close()
+
+    def close(self) -> None:
+        if self.batcher is not None:
+            self.batcher.close()
+            self.batcher = None
+        self._session = None
+
+    # --- inference --------------------------------------------------------------------------
+
+    def batch_size(self, feeds: Feeds) -> int:
+        """Rows in a validated request (1 for models without a batch dimension)."""
+        if not self.batched:
+            return 1
+        firsts = {arr.shape[0] for arr in feeds.values()}
+        if len(firsts) != 1:
+            raise InvalidRequestError("all inputs must have the same first (batch) dimension")
+        rows = firsts.pop()
+        limit = self.config.max_batch_size
+        if limit and rows > limit:
+            raise InvalidRequestError(f"batch of {rows} is over the model's max_batch_size {limit}")
+        return rows
+
+    async def infer(self, feeds: Feeds, wanted: Sequence[str], rows: int) -> Outputs:
+        """Run the model on one request's inputs; returns the wanted outputs."""
+        if self._session is None:
+            raise UnavailableError(f"model '{self.name}' version {self.version} was unloaded")
+        if self.batcher is not None:
+            outputs = await self.batcher.submit(feeds, rows)
+            return {name: outputs[name] for name in wanted}
+        self.metrics.pending.inc()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self._run_single, feeds, list(wanted), rows, perf_counter()
+        )
+
+    def _session_or_fail(self) -> ort.InferenceSession:
+        session = self._session
+        if session is None:
+            raise UnavailableError(f"model '{self.name}' version {self.version} was unloaded")
+        return session
+
+    def _run_single(self, feeds: Feeds, wanted: list[str], rows: int, queued: float) -> Outputs:
+        m = self.metrics
+        start = perf_counter()
+        m.pending.dec()
+        m.queue_duration.observe(start - queued)
+        try:
+            results = self._session_or_fail().run(wanted, feeds)
+        except Exception as exc:
+            raise _ort_error(exc) from exc
+        m.compute_duration.observe(perf_counter() - start)
+        m.exec_count.inc()
+        m.inference_count.inc(rows)
+        return dict(zip(wanted, results, strict=True))
+
+    def _run_batch(self, batch: Sequence["_Pending"]) -> list[Outputs]:
+        """Concatenate, run once, split back (runs in a worker thread)."""
+        m = self.metrics
+        start = perf_counter()
+        m.pending.dec(len(batch))
+        for item in batch:
+            m.queue_duration.observe(start - item.queued)
+        if len(batch) == 1:
+            feeds = batch[0].feeds
+        else:
+            feeds = {
+                name: np.concatenate([item.feeds[name] for item in batch])
+                for name in batch[0].feeds
+            }
+        total = sum(item.rows for item in batch)
+        try:
+            results = self._session_or_fail().run(self.output_names, feeds)
+        except Exception as exc:
+            raise _ort_error(exc) from exc
+        elapsed = perf_counter() - start
+        m.exec_count.inc()
+        m.inference_count.inc(total)
+        for _ in batch:
+            m.compute_duration.observe(elapsed)
+        for name, arr in zip(self.output_names, results, strict=True):
+            if arr.ndim == 0 or arr.shape[0] != total:
+                raise BackendError(
+                    f"output '{name}' has {arr.shape[0] if arr.ndim else 0} rows for a batch "
+                    f"of {total}; the model cannot be batched"
+                )
+        split: list[Outputs] = []
+        offset = 0
+        for item in batch:
+            end = offset + item.rows
+            split.append(
+                {n: r[offset:end] for n, r in zip(self.output_names, results, strict=True)}
+            )
+            offset = end
+        return split
+
+
+@dataclass
+class _Pending:
+    feeds: Feeds
+    rows: int
+    key: tuple[Any, ...]
+    future: asyncio.Future[Outputs]
+    queued: float
+
+
+class DynamicBatcher:
+    """Coalesces concurrent requests of one model version into one session.run.
+
+    One batch runs at a time; while it runs, new requests queue up and form the next batch.
+    A batch closes when it holds max_batch_size rows or when its oldest request has waited
+    max_queue_delay. Only requests whose non-batch dimensions agree are combined.
+    """
+
+    def __init__(
+        self,
+        run: Callable[[Sequence[_Pending]], list[Outputs]],
+        max_batch_size: int,
+        max_delay_s: float,
+        executor: Executor,
+        metrics: VersionMetrics,
+    ) -> None:
+        self._run = run
+        self._max = max_batch_size
+        self._delay = max_delay_s
+        self._executor = executor
+        self._metrics = metrics
+        self._queue: deque[_Pending] = deque()
+        self._wakeup = asyncio.Event()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def submit(self, feeds: Feeds, rows: int) -> Outputs:
+        key = tuple((name, arr.shape[1:]) for name, arr in sorted(feeds.items()))
+        future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
+        self._metrics.pending.inc()
+        self._queue.append(_Pending(feeds, rows, key, future, perf_counter()))
+        self._wakeup.set()
+        return await future
+
+    def close(self) -> None:
+        self._task.cancel()
+        while self._queue:
+            item = self._queue.popleft()
+            if not item.future.done():
+                item.future.set_exception(UnavailableError("the model version was unloaded"))
+
+    def _ready_rows(self) -> int:
+        head = self._queue[0].key
+        return sum(item.rows for item in self._queue if item.key == head)
+
+    def _take(self) -> list[_Pending]:
+        head = self._queue[0].key
+        batch: list[_Pending] = []
+        rest: deque[_Pending] = deque()
+        rows = 0
+        for item in self._queue:
+            if item.key == head and rows + item.rows <= self._max:
+                batch.append(item)
+                rows += item.rows
+            else:
+                rest.append(item)
+        self._queue = rest
+        return batch
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            while not self._queue:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+            deadline = self._queue[0].queued + self._delay
+            while self._ready_rows() < self._max:
+                remaining = deadline - perf_counter()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+            batch = self._take()
+            try:
+                results = await loop.run_in_executor(self._executor, self._run, batch)
+            except Exception as exc:  # forwarded to every request of the batch
+                for item in batch:
+                    if not item.future.done():
+                        item.future.set_exception(exc)
+                continue
+            for item, result in zip(batch, results, strict=True):
+                if not item.future.done():
+                    item.future.set_result(result)

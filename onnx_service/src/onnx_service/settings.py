@@ -1,0 +1,31 @@
+"""Service settings, read from ONNX_SERVICE_* environment variables."""
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="ONNX_SERVICE_", extra="ignore")
+
+    model_repository: Path = Field(
+        default=Path("/models"), description="Root of the Triton-style model repository."
+    )
+    host: str = Field(default="127.0.0.1", description="Address to listen on.")
+    port: int = Field(default=8001, ge=1, le=65535, description="Port to listen on.")
+    max_request_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Largest accepted request body (bytes)."
+    )
+    poll_interval_s: float = Field(
+        default=0.0,
+        ge=0.0,
+        description="Seconds between repository polls for new versions; 0 disables polling.",
+    )
+    inference_threads: int = Field(
+        default=0, ge=0, description="Threads running session.run; 0 means one per CPU."
+    )
+    log_level: str = Field(default="info", description="uvicorn log level.")
+    server_name: str = Field(default="onnx_service", description="Name in GET /v2.")

@@ -1,0 +1,260 @@
+"""Open Inference Protocol (KServe V2 / Triton HTTP) on /v2, with the repository extension."""
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from onnx_service import __version__
+from onnx_service.codec import decode_infer, decompress, encode_infer, load_json, validate
+from onnx_service.deps import Repository, counted, errors, json_body, parse_version
+from onnx_service.errors import LoadError, ServiceError
+from onnx_service.model import ModelVersion, Outputs
+from onnx_service.repository import ModelRepository
+from onnx_service.schemas import (
+    InferRequest,
+    InferResponse,
+    LiveResponse,
+    ModelConfigResponse,
+    ModelLoadRequest,
+    ModelLoadResponse,
+    ModelMetadata,
+    ModelReady,
+    ReadyResponse,
+    RepositoryIndexEntry,
+    RepositoryIndexRequest,
+    ServerMetadata,
+)
+
+EXTENSIONS = ["binary_tensor_data", "model_repository", "model_configuration"]
+PLATFORM = "onnxruntime_onnx"
+
+router = APIRouter(prefix="/v2", tags=["v2"])
+
+
+class LoadFailedError(ServiceError):
+    status_code = 400
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> ServerMetadata:
+    name: str = request.app.state.settings.server_name
+    return ServerMetadata(name=name, version=__version__, extensions=EXTENSIONS)
+
+
+@router.get("/health/live", response_model=LiveResponse)
+async def live() -> LiveResponse:
+    return LiveResponse(live=True)
+
+
+@router.get(
+    "/health/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "Start-up loading not finished"}},
+)
+async def ready(repository: Repository) -> JSONResponse:
+    return JSONResponse({"ready": repository.ready}, status_code=200 if repository.ready else 503)
+
+
+# --- model metadata, readiness and configuration -------------------------------------------
+
+
+def _metadata(repository: ModelRepository, name: str, version: int | None) -> ModelMetadata:
+    mv = repository.get(name, version)
+    entry = repository.entry(name)
+    return ModelMetadata(
+        name=name,
+        versions=[str(v) for v in sorted(entry.serving)],
+        platform=PLATFORM,
+        inputs=[s.metadata() for s in mv.inputs],
+        outputs=[s.metadata() for s in mv.outputs],
+    )
+
+
+@router.get("/models/{model_name}", response_model=ModelMetadata, responses=errors(404, 503))
+async def model_metadata(model_name: str, repository: Repository) -> ModelMetadata:
+    return _metadata(repository, model_name, None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}",
+    response_model=ModelMetadata,
+    responses=errors(400, 404, 503),
+)
+async def model_version_metadata(
+    model_name: str, model_version: str, repository: Repository
+) -> ModelMetadata:
+    return _metadata(repository, model_name, parse_version(model_version))
+
+
+def _ready(repository: ModelRepository, name: str, version: int | None) -> JSONResponse:
+    entry = repository.entry(name)
+    ok = bool(entry.serving) if version is None else version in entry.serving
+    return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
+
+
+READY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **errors(400, 404),
+    503: {"model": ModelReady, "description": "Known but not ready"},
+}
+
+
+@router.get("/models/{model_name}/ready", response_model=ModelReady, responses=READY_RESPONSES)
+async def model_ready(model_name: str, repository: Repository) -> JSONResponse:
+    return _ready(repository, model_name, None)
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/ready",
+    response_model=ModelReady,
+    responses=READY_RESPONSES,
+)
+async def model_version_ready(
+    model_name: str, model_version: str, repository: Repository
+) -> JSONResponse:
+    return _ready(repository, model_name, parse_version(model_version))
+
+
+def _config(mv: ModelVersion) -> ModelConfigResponse:
+    cfg = mv.config
+    batch_dims = 1 if cfg.max_batch_size and mv.batched else 0
+
+    def tensors(specs: list[Any]) -> list[dict[str, Any]]:
+        return [
+            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": list(s.shape[batch_dims:])}
+            for s in specs
+        ]
+
+    return ModelConfigResponse(
+        name=mv.name,
+        platform=PLATFORM,
+        backend="onnxruntime",
+        max_batch_size=cfg.max_batch_size if batch_dims else 0,
+        input=tensors(mv.inputs),
+        output=tensors(mv.outputs),
+        dynamic_batching=(
+            {"max_queue_delay_microseconds": cfg.dynamic_batching.max_queue_delay_us}
+            if cfg.dynamic_batching
+            else None
+        ),
+        version_policy=cfg.version_policy.model_dump(exclude_defaults=True) or {"latest": 1},
+        parameters={"execution_providers": mv.providers},
+    )
+
+
+@router.get(
+    "/models/{model_name}/config", response_model=ModelConfigResponse, responses=errors(404, 503)
+)
+async def model_config(model_name: str, repository: Repository) -> ModelConfigResponse:
+    return _config(repository.get(model_name))
+
+
+@router.get(
+    "/models/{model_name}/versions/{model_version}/config",
+    response_model=ModelConfigResponse,
+    responses=errors(400, 404, 503),
+)
+async def model_version_config(
+    model_name: str, model_version: str, repository: Repository
+) -> ModelConfigResponse:
+    return _config(repository.get(model_name, parse_version(model_version)))
+
+
+# --- inference ------------------------------------------------------------------------------
+
+INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": InferResponse,
+        "content": {"application/octet-stream": {}},
+        "description": "Outputs; binary_tensor_data answers put raw tensors after the JSON",
+    },
+    **errors(400, 404, 413, 500, 503),
+}
+
+
+async def _infer(repository: ModelRepository, name: str, version: int | None, request: Request):
+    mv = repository.get(name, version)
+    body = await request.body()
+    headers = request.headers
+    limit: int = request.app.state.settings.max_request_bytes
+
+    async def work() -> Response:
+        raw = decompress(body, headers.get("content-encoding"), limit)
+        decoded = decode_infer(raw, headers.get("inference-header-content-length"), mv)
+        rows = mv.batch_size(decoded.feeds)
+        outputs: Outputs = await mv.infer(decoded.feeds, decoded.wanted, rows)
+        content, extra = encode_infer(mv, decoded.request.id, outputs, decoded.binary)
+        media = "application/octet-stream" if extra else "application/json"
+        return Response(content, media_type=media, headers=extra)
+
+    return await counted(mv, work)
+
+
+@router.post(
+    "/models/{model_name}/infer",
+    response_model=None,
+    responses=INFER_RESPONSES,
+    openapi_extra=json_body(InferRequest),
+)
+async def infer(model_name: str, request: Request, repository: Repository) -> Response:
+    return await _infer(repository, model_name, None, request)
+
+
+@router.post(
+    "/models/{model_name}/versions/{model_version}/infer",
+    response_model=None,
+    responses=INFER_RESPONSES,
+    openapi_extra=json_body(InferRequest),
+)
+async def infer_version(
+    model_name: str, model_version: str, request: Request, repository: Repository
+) -> Response:
+    return await _infer(repository, model_name, parse_version(model_version), request)
+
+
+# --- repository extension -------------------------------------------------------------------
+
+
+@router.post(
+    "/repository/index",
+    response_model=list[RepositoryIndexEntry],
+    responses=errors(400),
+    openapi_extra=json_body(RepositoryIndexRequest, required=False),
+)
+async def repository_index(request: Request, repository: Repository) -> JSONResponse:
+    options = validate(RepositoryIndexRequest, load_json(await request.body(), empty={}))
+    return JSONResponse(repository.index(ready_only=options.ready))
+
+
+def _check_load_parameters(parameters: dict[str, Any] | None) -> None:
+    for key in parameters or {}:
+        if key == "config" or key.startswith("file:"):
+            raise LoadFailedError(f"load parameter '{key}' (config override) is not supported")
+
+
+@router.post(
+    "/repository/models/{model_name}/load",
+    response_model=ModelLoadResponse,
+    responses=errors(400, 404),
+    openapi_extra=json_body(ModelLoadRequest, required=False),
+)
+async def load_model(model_name: str, request: Request, repository: Repository) -> JSONResponse:
+    options = validate(ModelLoadRequest, load_json(await request.body(), empty={}))
+    _check_load_parameters(options.parameters)
+    try:
+        versions = await repository.load(model_name)
+    except LoadError as exc:
+        raise LoadFailedError(str(exc)) from exc
+    return JSONResponse({"name": model_name, "versions": [str(v) for v in versions]})
+
+
+@router.post(
+    "/repository/models/{model_name}/unload",
+    response_model=ModelLoadResponse,
+    responses=errors(400, 404),
+    openapi_extra=json_body(ModelLoadRequest, required=False),
+)
+async def unload_model(model_name: str, request: Request, repository: Repository) -> JSONResponse:
+    validate(ModelLoadRequest, load_json(await request.body(), empty={}))
+    await repository.unload(model_name)
+    return JSONResponse({"name": model_name, "versions": []})
