@@ -2,7 +2,13 @@
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+)
 
 LATENCY_BUCKETS = (
     0.00005,
@@ -44,6 +50,8 @@ class Metrics:
     """All metrics of one service instance, in their own registry."""
 
     def __init__(self) -> None:
+        # Triton exports no *_created series; they only add noise here (process-wide switch).
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         labels = ("model", "version")
         self.requests = Counter(

@@ -1,0 +1,132 @@
+"""Real ONNX models for the tests, built with the onnx helper (and magika's, from its wheel)."""
+
+import shutil
+from pathlib import Path
+
+import magika
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = [helper.make_opsetid("", 17)]
+
+# OIP datatype -> (onnx element type, numpy dtype)
+ALL_TYPES: dict[str, tuple[int, type[np.generic]]] = {
+    "BOOL": (TensorProto.BOOL, np.bool_),
+    "UINT8": (TensorProto.UINT8, np.uint8),
+    "UINT16": (TensorProto.UINT16, np.uint16),
+    "UINT32": (TensorProto.UINT32, np.uint32),
+    "UINT64": (TensorProto.UINT64, np.uint64),
+    "INT8": (TensorProto.INT8, np.int8),
+    "INT16": (TensorProto.INT16, np.int16),
+    "INT32": (TensorProto.INT32, np.int32),
+    "INT64": (TensorProto.INT64, np.int64),
+    "FP16": (TensorProto.FLOAT16, np.float16),
+    "FP32": (TensorProto.FLOAT, np.float32),
+    "FP64": (TensorProto.DOUBLE, np.float64),
+}
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def mlp(path: Path, sizes: list[int], seed: int = 0) -> Path:
+    """Dense ReLU network with a dynamic batch dimension: x [N, sizes[0]] -> y [N, sizes[-1]]."""
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    prev = "x"
+    last = len(sizes) - 2
+    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        weights = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(weights, f"w{i}"),
+            numpy_helper.from_array(rng.standard_normal(b).astype(np.float32), f"b{i}"),
+        ]
+        out = "y" if i == last else f"a{i}"
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
+        if i == last:
+            nodes.append(helper.make_node("Add", [f"m{i}", f"b{i}"], [out]))
+        else:
+            nodes.append(helper.make_node("Add", [f"m{i}", f"b{i}"], [f"h{i}"]))
+            nodes.append(helper.make_node("Relu", [f"h{i}"], [out]))
+        prev = out
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", sizes[-1]])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def all_types(path: Path) -> Path:
+    """One input per OIP datatype, each echoed to an output; plus arithmetic on a few.
+
+    Inputs in_<DT> [N, 3]; outputs out_<DT> = in_<DT>, twice_FP16 = 2 * in_FP16,
+    sum_INT64 = in_INT64 + in_INT32 (cast), not_BOOL = not in_BOOL.
+    """
+    inputs, outputs, nodes = [], [], []
+    for name, (elem, _) in ALL_TYPES.items():
+        inputs.append(helper.make_tensor_value_info(f"in_{name}", elem, ["N", 3]))
+        outputs.append(helper.make_tensor_value_info(f"out_{name}", elem, ["N", 3]))
+        nodes.append(helper.make_node("Identity", [f"in_{name}"], [f"out_{name}"]))
+    two = numpy_helper.from_array(np.array(2, dtype=np.float16), "two")
+    nodes += [
+        helper.make_node("Mul", ["in_FP16", "two"], ["twice_FP16"]),
+        helper.make_node("Cast", ["in_INT32"], ["i32_as_i64"], to=TensorProto.INT64),
+        helper.make_node("Add", ["in_INT64", "i32_as_i64"], ["sum_INT64"]),
+        helper.make_node("Not", ["in_BOOL"], ["not_BOOL"]),
+    ]
+    outputs += [
+        helper.make_tensor_value_info("twice_FP16", TensorProto.FLOAT16, ["N", 3]),
+        helper.make_tensor_value_info("sum_INT64", TensorProto.INT64, ["N", 3]),
+        helper.make_tensor_value_info("not_BOOL", TensorProto.BOOL, ["N", 3]),
+    ]
+    graph = helper.make_graph(nodes, "all_types", inputs, outputs, [two])
+    return _save(graph, path)
+
+
+def fixed(path: Path) -> Path:
+    """No batch dimension: a [2, 3] FP32 -> b = a + 1 [2, 3]."""
+    one = numpy_helper.from_array(np.array(1, dtype=np.float32), "one")
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["a", "one"], ["b"])],
+        "fixed",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, [2, 3])],
+        [helper.make_tensor_value_info("b", TensorProto.FLOAT, [2, 3])],
+        [one],
+    )
+    return _save(graph, path)
+
+
+def scale(path: Path, factor: float) -> Path:
+    """x [N, 4] FP32 -> y = factor * x: tells versions apart in hot-swap tests."""
+    k = numpy_helper.from_array(np.array(factor, dtype=np.float32), "k")
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k"], ["y"])],
+        "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [k],
+    )
+    return _save(graph, path)
+
+
+def magika_model() -> Path:
+    """The pretrained model.onnx shipped inside the magika wheel."""
+    found = sorted(Path(magika.__file__).parent.rglob("model.onnx"))
+    assert found, "magika ships no model.onnx"
+    return found[0]
+
+
+def copy_magika(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(magika_model(), path)
+    return path
