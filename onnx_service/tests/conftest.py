@@ -8,13 +8,12 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import uvicorn
-from prometheus_client.parser import text_string_to_metric_families
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from onnx_models import all_types, copy_magika, fixed, mlp, scale
-
 from onnx_service.app import create_app
 from onnx_service.settings import Settings
+from prometheus_client.parser import text_string_to_metric_families
 
 BODY_LIMIT = 1024 * 1024
 

@@ -1,5 +1,6 @@
 """Real ONNX models for the tests, built with the onnx helper (and magika's, from its wheel)."""
 
+import itertools
 import shutil
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def mlp(path: Path, sizes: list[int], seed: int = 0) -> Path:
     nodes, inits = [], []
     prev = "x"
     last = len(sizes) - 2
-    for i, (a, b) in enumerate(zip(sizes, sizes[1:], strict=False)):
+    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
         weights = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
         inits += [
             numpy_helper.from_array(weights, f"w{i}"),
@@ -117,6 +118,23 @@ def scale(path: Path, factor: float) -> Path:
         [k],
     )
     return _save(graph, path)
+
+
+def typed_inputs() -> dict[str, np.ndarray]:
+    """Random [2, 3] inputs for the all_types model, one per datatype."""
+    rng = np.random.default_rng(2)
+    feeds = {}
+    for name, (_, dtype) in ALL_TYPES.items():
+        if dtype is np.bool_:
+            arr = rng.integers(0, 2, (2, 3)).astype(np.bool_)
+        elif np.issubdtype(dtype, np.integer):
+            info = np.iinfo(dtype)
+            low, high = max(int(info.min), -1000), min(int(info.max), 1000)
+            arr = rng.integers(low, high, (2, 3)).astype(dtype)
+        else:
+            arr = (rng.standard_normal((2, 3)) * 10).astype(dtype)
+        feeds[f"in_{name}"] = arr
+    return feeds
 
 
 def magika_model() -> Path:

@@ -7,7 +7,7 @@ import orjson
 import pytest
 from conftest import BODY_LIMIT, ort_run
 from fastapi.testclient import TestClient
-from onnx_models import ALL_TYPES, magika_model
+from onnx_models import magika_model, typed_inputs
 
 
 def tensor(name: str, arr: np.ndarray, datatype: str, nested: bool = False) -> dict:
@@ -64,24 +64,8 @@ def test_infer_matches_onnxruntime(client: TestClient, repo: Path, nested: bool)
     np.testing.assert_array_equal(output(body, "y", np.float32), expected)
 
 
-def _typed_inputs() -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(2)
-    feeds = {}
-    for name, (_, dtype) in ALL_TYPES.items():
-        if dtype is np.bool_:
-            arr = rng.integers(0, 2, (2, 3)).astype(np.bool_)
-        elif np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            low, high = max(int(info.min), -1000), min(int(info.max), 1000)
-            arr = rng.integers(low, high, (2, 3)).astype(dtype)
-        else:
-            arr = (rng.standard_normal((2, 3)) * 10).astype(dtype)
-        feeds[f"in_{name}"] = arr
-    return feeds
-
-
 def test_every_datatype_matches_onnxruntime(client: TestClient, repo: Path) -> None:
-    feeds = _typed_inputs()
+    feeds = typed_inputs()
     request = {"inputs": [tensor(n, a, n.removeprefix("in_")) for n, a in feeds.items()]}
     response = client.post("/v2/models/types/infer", json=request)
     assert response.status_code == 200, response.text
@@ -96,7 +80,7 @@ def test_every_datatype_matches_onnxruntime(client: TestClient, repo: Path) -> N
 
 
 def test_binary_tensor_data_extension(client: TestClient, repo: Path) -> None:
-    feeds = _typed_inputs()
+    feeds = typed_inputs()
     header = {
         "inputs": [
             {
@@ -137,7 +121,7 @@ def test_binary_tensor_data_extension(client: TestClient, repo: Path) -> None:
 
 
 def test_outputs_filter(client: TestClient) -> None:
-    feeds = _typed_inputs()
+    feeds = typed_inputs()
     request = {
         "inputs": [tensor(n, a, n.removeprefix("in_")) for n, a in feeds.items()],
         "outputs": [{"name": "not_BOOL"}],
@@ -222,7 +206,7 @@ def test_bad_requests_get_clear_json_errors(
 
 
 def test_integer_range_and_kind_are_checked(client: TestClient) -> None:
-    feeds = {n: a.reshape(-1).tolist() for n, a in _typed_inputs().items()}
+    feeds = {n: a.reshape(-1).tolist() for n, a in typed_inputs().items()}
     inputs = [
         {"name": n, "shape": [2, 3], "datatype": n.removeprefix("in_"), "data": d}
         for n, d in feeds.items()
@@ -244,7 +228,7 @@ def test_integer_range_and_kind_are_checked(client: TestClient) -> None:
 
 
 def test_missing_input_and_body_limit(client: TestClient) -> None:
-    feeds = _typed_inputs()
+    feeds = typed_inputs()
     partial = [tensor(n, a, n.removeprefix("in_")) for n, a in list(feeds.items())[1:]]
     response = client.post("/v2/models/types/infer", json={"inputs": partial})
     assert response.status_code == 400
