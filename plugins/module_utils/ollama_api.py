@@ -58,20 +58,50 @@ def normalize_name(name: str) -> str:
     return "/".join(parts) + ":" + tag
 
 
+def _number_text(number: float) -> str:
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
 def canonical_value(value: Any) -> str:
     """One spelling per parameter value so YAML input and Ollama's output compare equal:
-    numbers as floats (``2048`` == ``2048.0`` == ``"2048"``), booleans lower case."""
+    ``2048`` == ``2048.0`` == ``"2048"`` -> ``2048``; booleans lower case."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
-        return repr(float(value))
+        return _number_text(float(value))
     text = str(value)
     if text in ("true", "false"):
         return text
     try:
-        return repr(float(text))
+        return _number_text(float(text))
     except ValueError:
         return text
+
+
+def typed_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """Parameters for /api/create with numbers and booleans written as strings made typed
+    (``"4096"`` -> 4096); ``stop`` words stay strings."""
+    result: dict[str, Any] = {}
+    for key, value in parameters.items():
+        if key == "stop":
+            values = value if isinstance(value, (list, tuple)) else [value]
+            result[key] = [str(v) for v in values]
+            continue
+        result[key] = _typed(value)
+    return result
+
+
+def _typed(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    for convert in (int, float):
+        try:
+            return convert(value)
+        except ValueError:
+            continue
+    return value
 
 
 def canonical_parameters(parameters: Mapping[str, Any]) -> dict[str, list[str]]:
@@ -155,10 +185,19 @@ def describe_stream_error(action: str, name: str, error: str) -> str:
 
 
 class OllamaClient:
-    def __init__(self, api_url: str, timeout: float, validate_certs: bool = True) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        timeout: float,
+        validate_certs: bool = True,
+        ca_path: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
         self.validate_certs = validate_certs
+        self.ca_path = ca_path
+        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
 
     def _open(
         self,
@@ -169,7 +208,7 @@ class OllamaClient:
         headers: dict[str, str] | None = None,
     ) -> Any:
         url = self.api_url + path
-        all_headers = dict(headers or {})
+        all_headers = {**self.headers, **(headers or {})}
         payload: Any = data
         if body is not None:
             payload = json.dumps(body).encode()
@@ -182,6 +221,7 @@ class OllamaClient:
                 headers=all_headers,
                 timeout=self.timeout,
                 validate_certs=self.validate_certs,
+                ca_path=self.ca_path,
                 follow_redirects="safe",
             )
         except HTTPError as exc:

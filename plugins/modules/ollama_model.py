@@ -89,6 +89,16 @@ options:
       - Verify the TLS certificate when O(api_url) uses https.
     type: bool
     default: true
+  ca_path:
+    description:
+      - PEM file of the CA that signed the certificate of O(api_url), for example the
+        appliance gateway's own CA.
+    type: path
+  headers:
+    description:
+      - Extra HTTP headers sent with every request, for example the API key header the
+        appliance gateway expects when O(api_url) points at the gateway. Not logged.
+    type: dict
 attributes:
   check_mode:
     support: full
@@ -190,6 +200,7 @@ from ansible_collections.edgeai.appliance.plugins.module_utils.ollama_api import
     inspect_gguf,
     normalize_name,
     parse_show_parameters,
+    typed_parameters,
 )
 
 ARGUMENT_SPEC: dict[str, Any] = {
@@ -205,6 +216,8 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "force": {"type": "bool", "default": False},
     "timeout": {"type": "int", "default": 300},
     "validate_certs": {"type": "bool", "default": True},
+    "ca_path": {"type": "path"},
+    "headers": {"type": "dict", "no_log": True},
 }
 
 _GGUF_ONLY = ("gguf_path", "parameters", "template", "system")
@@ -218,7 +231,13 @@ class ModelTask:
             self.name = normalize_name(params["name"])
         except ValueError as exc:
             module.fail_json(msg=f"name: {exc}")
-        self.client = OllamaClient(params["api_url"], params["timeout"], params["validate_certs"])
+        self.client = OllamaClient(
+            params["api_url"],
+            params["timeout"],
+            validate_certs=params["validate_certs"],
+            ca_path=params["ca_path"],
+            headers=params["headers"],
+        )
         self.source = params["source"] or ("gguf" if params["gguf_path"] else "registry")
         self.actions: list[str] = []
         self.before: dict[str, Any] = {}
@@ -371,7 +390,7 @@ class ModelTask:
             self.actions.append(f"upload blob {local.digest}")
         body: dict[str, Any] = {"model": self.name, "files": {self._file_name(local): local.digest}}
         if params["parameters"]:
-            body["parameters"] = params["parameters"]
+            body["parameters"] = typed_parameters(params["parameters"])
         for key in ("template", "system"):
             if params[key] is not None:
                 body[key] = params[key]

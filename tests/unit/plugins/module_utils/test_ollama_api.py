@@ -9,6 +9,7 @@ from ansible_collections.edgeai.appliance.plugins.module_utils.ollama_api import
     describe_stream_error,
     normalize_name,
     parse_show_parameters,
+    typed_parameters,
 )
 
 
@@ -60,3 +61,14 @@ def test_describe_stream_error() -> None:
         "pulling", "m:latest", "pull model manifest: file does not exist"
     )
     assert describe_stream_error("pulling", "m:latest", "boom") == "pulling m:latest failed: boom"
+
+
+def test_typed_parameters_for_create() -> None:
+    given = {"num_ctx": "4096", "temperature": "0.5", "use_mmap": "false", "stop": ["1", 2]}
+    assert typed_parameters(given) == {
+        "num_ctx": 4096,
+        "temperature": 0.5,
+        "use_mmap": False,
+        "stop": ["1", "2"],
+    }
+    assert typed_parameters({"stop": "<end>", "seed": 7}) == {"stop": ["<end>"], "seed": 7}

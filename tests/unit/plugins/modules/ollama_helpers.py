@@ -37,6 +37,7 @@ class FaultServer:
     def __init__(self, replies: dict[tuple[str, str], Reply]) -> None:
         self.replies = replies
         self.requests: list[tuple[str, str]] = []
+        self.headers: list[dict[str, str]] = []
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -54,6 +55,7 @@ class FaultServer:
                 if length:
                     self.rfile.read(length)
                 server.requests.append((self.command, self.path))
+                server.headers.append(dict(self.headers.items()))
                 reply = server.replies.get((self.command, self.path))
                 if reply is None:
                     reply = Reply(404, "404 page not found")

@@ -190,8 +190,8 @@ def test_gguf_parameter_change_recreates_without_reupload(
     changed = run(args, diff=True)
     assert changed["changed"] is True
     assert changed["actions"] == ["create edge/custom:latest"]
-    assert changed["diff"]["before"]["parameters"] == {"num_ctx": "2048.0"}
-    assert changed["diff"]["after"]["parameters"] == {"num_ctx": "8192.0"}
+    assert changed["diff"]["before"]["parameters"] == {"num_ctx": "2048"}
+    assert changed["diff"]["after"]["parameters"] == {"num_ctx": "8192"}
     assert changed["diff"]["before"]["digest"] == first["digest"]
     assert changed["diff"]["after"]["digest"] == changed["digest"] != first["digest"]
     # The same values written differently (string vs number) are not a change.
@@ -347,6 +347,17 @@ def test_http_errors_carry_ollama_message(run: Any) -> None:
     assert (
         result["msg"] == f"Ollama API GET {server.url}/api/tags failed with HTTP 401: unauthorized"
     )
+
+
+def test_extra_headers_are_sent_and_not_logged(run: Any) -> None:
+    model = {"name": MODEL_FULL, "model": MODEL_FULL, "digest": "ab" * 32}
+    replies = {("GET", "/api/tags"): Reply(200, json.dumps({"models": [model]}))}
+    with FaultServer(replies) as server:
+        args = {"name": MODEL, "api_url": server.url, "headers": {"X-Api-Key": "s3cret-key"}}
+        result = run(args)
+    assert result["changed"] is False
+    assert server.headers[0]["X-Api-Key"] == "s3cret-key"
+    assert "s3cret-key" not in json.dumps(result)
 
 
 # documentation ---------------------------------------------------------------------------------
