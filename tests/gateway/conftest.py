@@ -1,0 +1,358 @@
+"""Fixtures: render the gateway role for several inventories with Ansible, run the real nginx.
+
+Everything listens on random loopback ports inside one scratch directory that is removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from .upstreams import Upstream
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "render.yml"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
+CA_PASSPHRASE = "lab-ca-passphrase-0123456789"
+
+pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="needs nginx")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], errlog: Path) -> None:
+    for _ in range(200):
+        if proc.poll() is not None:
+            raise RuntimeError(f"nginx exited: {errlog.read_text()}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nginx did not listen on {port}: {errlog.read_text()}")
+
+
+@dataclass
+class Keys:
+    admin: str = field(default_factory=lambda: secrets.token_hex(24))
+    alice: str = field(default_factory=lambda: secrets.token_hex(32))
+    limited: str = field(default_factory=lambda: secrets.token_urlsafe(40))
+    streamer: str = field(default_factory=lambda: secrets.token_hex(20))
+
+    def all(self) -> list[str]:
+        return [self.admin, self.alice, self.limited, self.streamer]
+
+
+@dataclass
+class Scenario:
+    name: str
+    root: Path
+    port: int
+    status_port: int
+    variables: dict[str, object]
+
+    @property
+    def staging(self) -> Path:
+        return self.root / "cfg" / "staging"
+
+    @property
+    def access_log(self) -> Path:
+        return self.root / "access.log"
+
+    @property
+    def error_log(self) -> Path:
+        return self.root / "error.log"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.root / "run"
+
+    def nginx_args(self) -> list[str]:
+        return [NGINX, "-p", str(self.root), "-e", "stderr", "-c", str(self.staging / "nginx.conf")]
+
+
+class Gateway:
+    """A real nginx running one rendered scenario in the foreground."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.err = scenario.error_log.open("ab")
+        self.proc = subprocess.Popen(
+            [*scenario.nginx_args(), "-g", "daemon off;"],
+            stdout=self.err,
+            stderr=self.err,
+        )
+        wait_for_port(scenario.port, self.proc, scenario.error_log)
+        wait_for_port(scenario.status_port, self.proc, scenario.error_log)
+
+    def access_entries(self) -> list[dict[str, object]]:
+        # The access log is written by the worker after the response; give it a moment to land.
+        lines = self.scenario.access_log.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.err.close()
+
+
+@dataclass
+class Lab:
+    root: Path
+    ca_dir: Path
+    keys: Keys
+    upstreams: dict[str, Upstream]
+    scenarios: dict[str, Scenario]
+    inventory: Path
+    extra_vars: Path
+    first_run_output: str
+
+    def run_playbook(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return run_render(self.inventory, self.extra_vars, self.root, *extra)
+
+
+def collections_dir(root: Path) -> Path:
+    """A collections path holding only this checkout as edgeai.appliance."""
+    base = root / "collections" / "ansible_collections" / "edgeai"
+    base.mkdir(parents=True, exist_ok=True)
+    link = base / "appliance"
+    if not link.exists():
+        link.symlink_to(REPO)
+    return root / "collections"
+
+
+def run_render(
+    inventory: Path, extra_vars: Path, root: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    bindir = Path(sys.executable).parent
+    playbook_bin = bindir / "ansible-playbook"
+    env = dict(os.environ)
+    env.update(
+        ANSIBLE_COLLECTIONS_PATH=str(collections_dir(root)),
+        ANSIBLE_NOCOLOR="1",
+        ANSIBLE_FORCE_COLOR="0",
+        ANSIBLE_LOCAL_TEMP=str(root / "ansible-tmp"),
+        ANSIBLE_HOME=str(root / "ansible-home"),
+        ANSIBLE_STDOUT_CALLBACK="default",
+        ANSIBLE_RETRY_FILES_ENABLED="0",
+        PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
+    )
+    return subprocess.run(
+        [str(playbook_bin if playbook_bin.exists() else "ansible-playbook"),
+         "-i", str(inventory), "-e", f"@{extra_vars}", str(PLAYBOOK), *extra],
+        capture_output=True, text=True, env=env, check=False, timeout=300,
+    )
+
+
+def provided_certificate(root: Path) -> tuple[str, str]:
+    """A self-signed certificate and key, as a user would bring them."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provided.test")])
+    now = time.time()
+    import datetime as dt
+
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(dt.datetime.fromtimestamp(now - 60, dt.UTC))
+        .not_valid_after(dt.datetime.fromtimestamp(now + 86400, dt.UTC))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName("provided.test")]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    (root / "provided-ca.pem").write_text(cert_pem)
+    return cert_pem, key_pem
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    root = Path(tempfile.mkdtemp(prefix="gw-test-"))
+    root.chmod(0o755)
+    keys = Keys()
+    upstreams = {
+        name: Upstream(name)
+        for name in ("ollama-a", "ollama-b", "ollama-peer", "onnx", "grafana", "prometheus")
+    }
+    cert_pem, key_pem = provided_certificate(root)
+    gid = str(os.getgid())
+    common: dict[str, object] = {
+        "gateway_tls_ca_dir": str(root / "ca"),
+        "gateway_tls_ca_passphrase": CA_PASSPHRASE,
+        "gateway_njs_module_path": NJS_MODULE,
+        "gateway_upstream_resolve": False,
+        "gateway_resolver": "127.0.0.1",
+        "gateway_prometheus_users": [{"name": "prom", "password": "prometheus-password-1"}],
+    }
+    api_keys = [
+        {"name": "admin", "key": keys.admin, "role": "admin"},
+        {"name": "alice", "key": keys.alice, "role": "user"},
+        {"name": "limited", "key": keys.limited, "role": "user",
+         "llm_rate": "1r/m", "llm_burst": 2, "onnx_rate": "1r/m", "onnx_burst": 0},
+        {"name": "streamer", "key": keys.streamer, "role": "user", "llm_streams": 1},
+    ]
+    per_host: dict[str, dict[str, object]] = {
+        # Only what an inventory must set, the upstreams on loopback and Grafana/Prometheus left
+        # at their container names, which do not resolve here (as when they are not deployed).
+        "gw-minimal": {
+            "gateway_api_keys": [{"name": "admin", "key": keys.admin, "role": "admin"}],
+            "gateway_ollama_servers": [f"localhost:{upstreams['ollama-a'].port}"],
+            "gateway_onnx_servers": [f"localhost:{upstreams['onnx'].port}"],
+            "gateway_rate_limit_anonymous": {"rate": "1r/m", "burst": 3},
+        },
+        # Two local Ollama replicas plus a peer host from an inventory group, every feature on.
+        "gw-multi": {
+            "gateway_api_keys": api_keys,
+            "gateway_ollama_servers": [upstreams["ollama-a"].address, upstreams["ollama-b"].address],
+            "gateway_ollama_group": "llm_hosts",
+            "gateway_ollama_group_port": upstreams["ollama-peer"].port,
+            "gateway_onnx_servers": [upstreams["onnx"].address],
+            "gateway_grafana_upstream": upstreams["grafana"].address,
+            "gateway_prometheus_upstream": upstreams["prometheus"].address,
+            "gateway_rate_limit_llm": {"rate": "100r/s", "burst": 500},
+            "gateway_rate_limit_anonymous": {"rate": "100r/s", "burst": 500},
+            "gateway_body_size_llm": "1k",
+            "gateway_body_size_onnx": "8k",
+            "gateway_tls_subject_alt_names": ["edge-1.example.test", "10.1.2.3"],
+            "gateway_error_log_level": "info",
+            "gateway_upstream_fail_timeout": "30s",
+        },
+        # The user brings a certificate and key.
+        "gw-provided": {
+            "gateway_api_keys": [{"name": "admin", "key": keys.admin, "role": "admin"}],
+            "gateway_tls_source": "provided",
+            "gateway_tls_certificate": cert_pem,
+            "gateway_tls_private_key": key_pem,
+            "gateway_ollama_servers": [upstreams["ollama-a"].address],
+            "gateway_onnx_servers": [],
+            "gateway_grafana_upstream": "",
+            "gateway_prometheus_upstream": "",
+        },
+        # No TLS (behind another terminator) and the limits in dry-run mode.
+        "gw-plain": {
+            "gateway_api_keys": api_keys,
+            "gateway_tls_enabled": False,
+            "gateway_rate_limit_dry_run": True,
+            "gateway_ollama_servers": [upstreams["ollama-a"].address],
+            "gateway_onnx_servers": [upstreams["onnx"].address],
+            "gateway_grafana_upstream": "",
+            "gateway_prometheus_upstream": "",
+        },
+    }
+    scenarios: dict[str, Scenario] = {}
+    hostvars: dict[str, dict[str, object]] = {}
+    for host, variables in per_host.items():
+        sroot = root / host
+        (sroot / "run").mkdir(parents=True)
+        sroot.chmod(0o755)
+        scenario = Scenario(host, sroot, free_port(), free_port(), variables)
+        scenarios[host] = scenario
+        hostvars[host] = {
+            **common,
+            **variables,
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "gateway_config_dir": str(sroot / "cfg"),
+            "gateway_port": scenario.port,
+            "gateway_status_port": scenario.status_port,
+            "gateway_test_paths": {
+                "nginx_dir": str(sroot / "cfg" / "staging"),
+                "run_dir": str(sroot / "run"),
+                "access_log": str(sroot / "access.log"),
+                "gid": gid,
+            },
+        }
+    inventory = {
+        "all": {
+            "hosts": {
+                "localhost": {"ansible_connection": "local",
+                              "ansible_python_interpreter": sys.executable},
+            },
+            "children": {
+                "scenarios": {"hosts": hostvars},
+                "llm_hosts": {"hosts": {
+                    "gw-multi": {},
+                    "peer-1": {"ansible_host": "127.0.0.1"},
+                }},
+            },
+        }
+    }
+    inventory_path = root / "inventory.json"
+    inventory_path.write_text(json.dumps(inventory))
+    extra_vars = root / "extra.json"
+    extra_vars.write_text("{}")
+    result = run_render(inventory_path, extra_vars, root)
+    if result.returncode != 0:
+        for up in upstreams.values():
+            up.stop()
+        pytest.fail(f"rendering failed:\n{result.stdout}\n{result.stderr}")
+    try:
+        yield Lab(root, root / "ca", keys, upstreams, scenarios, inventory_path, extra_vars,
+                  result.stdout)
+    finally:
+        for up in upstreams.values():
+            up.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def start_gateway(lab: Lab, name: str) -> Iterator[Gateway]:
+    gateway = Gateway(lab.scenarios[name])
+    try:
+        yield gateway
+    finally:
+        gateway.stop()
+
+
+@pytest.fixture(scope="module")
+def multi(lab: Lab) -> Iterator[Gateway]:
+    yield from start_gateway(lab, "gw-multi")
+
+
+@pytest.fixture(scope="module")
+def minimal(lab: Lab) -> Iterator[Gateway]:
+    yield from start_gateway(lab, "gw-minimal")
+
+
+@pytest.fixture(scope="module")
+def provided(lab: Lab) -> Iterator[Gateway]:
+    yield from start_gateway(lab, "gw-provided")
+
+
+@pytest.fixture(scope="module")
+def plain(lab: Lab) -> Iterator[Gateway]:
+    yield from start_gateway(lab, "gw-plain")

@@ -1,0 +1,144 @@
+"""Small HTTP upstreams standing in for Ollama, onnx_service, Grafana and Prometheus in the tests.
+
+Each server records what it received so the tests can assert what the gateway forwarded.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Seen:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class StreamGate:
+    """Lets a test hold a streaming response after its first chunk until it says go."""
+
+    first_sent: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+
+
+class Upstream:
+    """A threaded HTTP/1.1 server on 127.0.0.1 with a name; it answers every path."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.seen: list[Seen] = []
+        self.lock = threading.Lock()
+        self.gate = StreamGate()
+        handler = _make_handler(self)
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.server.daemon_threads = True
+        self.port: int = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.running = True
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def record(self, seen: Seen) -> None:
+        with self.lock:
+            self.seen.append(seen)
+
+    def count(self, path: str | None = None, method: str | None = None) -> int:
+        with self.lock:
+            return sum(
+                1
+                for s in self.seen
+                if (path is None or s.path == path) and (method is None or s.method == method)
+            )
+
+    def reset(self) -> None:
+        with self.lock:
+            self.seen.clear()
+        self.gate = StreamGate()
+
+    def stop(self) -> None:
+        if self.running:
+            self.server.shutdown()
+            self.server.server_close()
+            self.running = False
+
+
+def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            return
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def _json(self, status: int, payload: dict[str, object]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("X-Upstream", up.name)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _chunk(self, data: bytes) -> None:
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+        def _stream(self, content_type: str, lines: list[bytes]) -> None:
+            gate = up.gate
+            self.send_response(200)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("X-Upstream", up.name)
+            self.end_headers()
+            self._chunk(lines[0])
+            gate.first_sent.set()
+            gate.release.wait(timeout=20)
+            for line in lines[1:]:
+                self._chunk(line)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+            gate.finished.set()
+
+        def _handle(self) -> None:
+            body = self._body()
+            up.record(Seen(self.command, self.path, dict(self.headers.items()), body))
+            path = self.path.split("?", 1)[0]
+            if path.endswith("/boom"):
+                # Read the request, then drop the connection without answering.
+                self.close_connection = True
+                return
+            if path == "/api/generate" and b'"stream": true' in body:
+                lines = [json.dumps({"response": f"t{i}", "done": i == 4}).encode() + b"\n"
+                         for i in range(5)]
+                self._stream("application/x-ndjson", lines)
+                return
+            if path == "/v1/chat/completions" and b'"stream": true' in body:
+                lines = [f'data: {{"choices":[{{"delta":{{"content":"t{i}"}}}}]}}\n\n'.encode()
+                         for i in range(4)] + [b"data: [DONE]\n\n"]
+                self._stream("text/event-stream", lines)
+                return
+            if self.headers.get("Upgrade", "").lower() == "websocket":
+                self._json(200, {"upstream": up.name, "upgrade": self.headers.get("Upgrade"),
+                                 "connection": self.headers.get("Connection")})
+                return
+            self._json(200, {"upstream": up.name, "path": self.path, "method": self.command})
+
+        do_GET = _handle  # noqa: N815
+        do_POST = _handle  # noqa: N815
+        do_DELETE = _handle  # noqa: N815
+        do_HEAD = _handle  # noqa: N815
+
+    return Handler
