@@ -76,7 +76,8 @@ options:
   force:
     description:
       - With O(source=registry), pull even if the model is present, to update it.
-      - With O(source=gguf), upload and create the model even if it looks up to date.
+      - With O(source=gguf), create the model again even if it looks up to date (a blob
+        Ollama already has is never uploaded again).
     type: bool
     default: false
   timeout:
@@ -378,16 +379,15 @@ class ModelTask:
                 self.result["model"] = existing_entry
                 self.result["digest"] = existing_entry.get("digest", "")
                 self.finish(changed=False)
+        # Blobs are content-addressed: one Ollama already has never needs uploading again.
+        if not self.client.blob_exists(local.digest):
+            self.actions.append(f"upload blob {local.digest}")
+            if not self.module.check_mode:
+                self.client.upload_blob(local)
         if self.module.check_mode:
-            self.actions += [
-                f"upload blob {local.digest} if Ollama lacks it",
-                f"create {self.name}",
-            ]
+            self.actions.append(f"create {self.name}")
             self.after = {"name": self.name, **self._diff_view(desired, "(known after create)")}
             self.finish(changed=True)
-        if params["force"] or not self.client.blob_exists(local.digest):
-            self.client.upload_blob(local)
-            self.actions.append(f"upload blob {local.digest}")
         body: dict[str, Any] = {"model": self.name, "files": {self._file_name(local): local.digest}}
         if params["parameters"]:
             body["parameters"] = typed_parameters(params["parameters"])

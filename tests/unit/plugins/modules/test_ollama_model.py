@@ -97,6 +97,8 @@ def test_check_mode_changes_nothing(run: Any, standin: Standin, gguf_file: Path)
         {"name": "edge/m", "api_url": standin.url, "gguf_path": str(gguf_file)}, check=True
     )
     assert created["changed"] is True
+    digest = created["blob_digest"]
+    assert created["actions"] == [f"upload blob {digest}", "create edge/m:latest"]
     assert tags(standin) == {}
     assert standin.log.changing() == []
     # With the model present, check mode predicts the delete without doing it.
@@ -197,6 +199,16 @@ def test_gguf_parameter_change_recreates_without_reupload(
     # The same values written differently (string vs number) are not a change.
     args["parameters"] = {"num_ctx": "8192"}
     assert run(args)["changed"] is False
+
+
+def test_gguf_force_recreates_without_reupload(run: Any, standin: Standin, gguf_file: Path) -> None:
+    args = {"name": "edge/f", "api_url": standin.url, "gguf_path": str(gguf_file)}
+    run(args)
+    forced = run({**args, "force": True})
+    assert forced["changed"] is True
+    assert forced["actions"] == ["create edge/f:latest"]
+    uploads = [r for r in standin.log.changing() if r[1].startswith("/api/blobs/")]
+    assert len(uploads) == 1
 
 
 def test_gguf_new_file_contents_recreate(
