@@ -1,0 +1,63 @@
+# Thin entry points. The work is done by the venv's tools, tools/edgelab and Molecule.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.requirements.sha256
+REQUIREMENTS := requirements-dev.txt
+LAB := PYTHONPATH=tools $(PY) -m edgelab
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
+export MOLECULE_GLOB := molecule/*/molecule.yml
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+.PHONY: help setup lint unit images molecule test lab lab-down clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: ## the pinned dev environment in .venv (fast when nothing changed)
+	@want=$$(cat $(REQUIREMENTS) | sha256sum | cut -d' ' -f1); \
+	if [ ! -x $(PY) ] || [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
+	  echo "setup: installing $(REQUIREMENTS) into $(VENV)"; \
+	  python3 -m venv $(VENV); \
+	  $(PY) -m pip install -q --upgrade pip; \
+	  $(PY) -m pip install -q -r $(REQUIREMENTS); \
+	  echo "$$want" > $(STAMP); \
+	fi
+	@mkdir -p collections/ansible_collections/edgeai
+	@ln -sfn ../../.. collections/ansible_collections/edgeai/appliance
+
+lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook syntax
+	$(BIN)/yamllint --strict .
+	$(BIN)/ansible-lint --offline
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	@for p in playbooks/*.yml; do $(BIN)/ansible-playbook --syntax-check -i inventories/example $$p >/dev/null || exit 1; done; echo "syntax-check: playbooks/*.yml ok"
+
+unit: setup ## unit and config tests (pytest)
+	$(BIN)/pytest -q tests/unit
+
+images: setup ## Docker engine, lab image set and lab registry (cached by content hash)
+	$(LAB) images
+
+molecule: images ## molecule test: the appliance on an emulated edge host
+	source <($(LAB) env) && $(BIN)/molecule test -s default
+
+test: lint unit molecule ## every test
+
+LAB_ENV := EDGEAI_INSTANCE=edgeai-lab-edge EDGEAI_PUBLISHED_PORTS='["127.0.0.1:30080:30080"]'
+
+lab: images ## deploy the appliance to the local emulated edge host
+	source <($(LAB) env) && $(LAB_ENV) $(BIN)/molecule converge -s lab
+	@$(PY) tools/lab_summary.py
+
+lab-down: setup ## remove the lab edge host and registry
+	source <($(LAB) env) && $(LAB_ENV) $(BIN)/molecule destroy -s lab
+	$(LAB) down
+
+clean: lab-down ## remove the venv and caches too
+	rm -rf $(VENV) .cache .lab collections

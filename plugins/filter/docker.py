@@ -1,0 +1,101 @@
+"""Filters for the docker role: the daemon.json merge and registry-mirror image references."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def daemon_json_merge(
+    existing_text: str | None, managed_before: list[str] | None, desired: dict[str, Any]
+) -> dict[str, Any]:
+    """Merge the role's daemon.json keys into what is on the host.
+
+    Keys that other tools wrote stay; keys this role set last time (`managed_before`) but no longer
+    sets are removed; the role's keys win, nested mappings merged recursively.
+    """
+    if not isinstance(desired, dict):
+        raise AnsibleFilterError(
+            f"docker_daemon_options must be a mapping of daemon.json keys, got {type(desired).__name__}"
+        )
+    text = (existing_text or "").strip()
+    existing: Any = {}
+    if text:
+        try:
+            existing = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise AnsibleFilterError(
+                f"/etc/docker/daemon.json on the host is not valid JSON ({error}); fix or remove it"
+            ) from error
+    if not isinstance(existing, dict):
+        raise AnsibleFilterError("/etc/docker/daemon.json on the host is not a JSON object")
+    stale = set(managed_before or []) - set(desired)
+    kept = {key: value for key, value in existing.items() if key not in stale}
+    return _merge(kept, desired)
+
+
+def mirror_ref(ref: str, mirror: str | None) -> str:
+    """The reference under which a registry mirror serves `ref`.
+
+    `nginx:1.27` through `registry.local:5000` is `registry.local:5000/library/nginx:1.27`
+    (Docker Hub's implicit `library/`); `ghcr.io/o/i:1` is `registry.local:5000/ghcr.io/o/i:1`.
+    An empty mirror returns `ref` unchanged.
+    """
+    if not isinstance(ref, str) or not ref:
+        raise AnsibleFilterError("mirror_ref needs a non-empty image reference")
+    if not mirror:
+        return ref
+    mirror = mirror.rstrip("/")
+    first, _, rest = ref.partition("/")
+    is_registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
+    if is_registry and first == "docker.io":
+        ref = rest
+        first, _, rest = ref.partition("/")
+    if not rest:
+        return f"{mirror}/library/{ref}"
+    return f"{mirror}/{ref}"
+
+
+def bundle_file(ref: str) -> str:
+    """The tar file name of `ref` in an offline bundle."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", ref) + ".tar"
+
+
+def bundle_manifest(
+    images: list[dict[str, Any]], refs: list[str], checksums: list[str]
+) -> dict[str, Any]:
+    """The manifest of an offline bundle: per image its reference, ID, tar file and sha256."""
+    if len(refs) != len(checksums):
+        raise AnsibleFilterError("bundle_manifest needs one checksum per image reference")
+    entries = []
+    for ref, checksum in zip(refs, checksums, strict=True):
+        match = [image for image in images if ref in (image.get("RepoTags") or [])]
+        if not match:
+            raise AnsibleFilterError(f"bundle_images: {ref} is not on the controller")
+        entries.append(
+            {"ref": ref, "id": match[0]["Id"], "file": bundle_file(ref), "sha256": checksum}
+        )
+    return {"images": entries}
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {
+            "daemon_json_merge": daemon_json_merge,
+            "mirror_ref": mirror_ref,
+            "bundle_file": bundle_file,
+            "bundle_manifest": bundle_manifest,
+        }

@@ -1,0 +1,88 @@
+"""Command line of the lab harness: `python -m edgelab COMMAND` (PYTHONPATH=tools)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from edgelab import caps, engine, images, registry
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT / "tests/images/images.yml"
+STATE = ROOT / ".lab"
+IMAGES_JSON = STATE / "images.json"
+
+
+def _log(message: str) -> None:
+    print(f"edgelab: {message}", flush=True)
+
+
+def cmd_engine(_: argparse.Namespace) -> int:
+    how = engine.ensure_engine(ROOT / ".cache/dockerd.log")
+    _log(f"Docker engine {how}")
+    return 0
+
+
+def cmd_images(args: argparse.Namespace) -> int:
+    engine.ensure_engine(ROOT / ".cache/dockerd.log")
+    engine.apt_install(["debootstrap"])
+    image_set = images.load_spec(SPEC, ROOT)
+    refs = images.ensure_images(image_set, log=_log)
+    if not args.no_registry:
+        registry.ensure_registry(refs["registry"], log=_log)
+        for name, recipe in image_set.recipes.items():
+            if recipe.push:
+                registry.push(refs[name], log=_log)
+    STATE.mkdir(exist_ok=True)
+    IMAGES_JSON.write_text(
+        json.dumps({"registry": registry.PULL_HOST, "images": refs}, indent=2, sort_keys=True)
+        + "\n"
+    )
+    _log(f"wrote {IMAGES_JSON.relative_to(ROOT)}")
+    return 0
+
+
+def cmd_env(_: argparse.Namespace) -> int:
+    """Shell exports for Molecule: the edge-host image and its capability list."""
+    image_set = images.load_spec(SPEC, ROOT)
+    hashes = images.image_hashes(image_set)
+    exports = {
+        "EDGEAI_EDGE_HOST_IMAGE": images.image_ref("edge-host", hashes["edge-host"]),
+        "EDGEAI_EDGE_HOST_CAPS": "[" + ", ".join(caps.edge_host_capabilities()) + "]",
+        "EDGEAI_LAB_NETWORK": registry.NETWORK,
+        "EDGEAI_LAB_STATE": str(STATE),
+    }
+    for key, value in exports.items():
+        print(f"export {key}={shlex.quote(value)}")
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    if engine.engine_usable():
+        registry.remove_all(log=_log)
+    IMAGES_JSON.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="edgelab", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("engine", help="make sure a Docker engine answers").set_defaults(func=cmd_engine)
+    images_parser = sub.add_parser("images", help="build the lab image set and fill the registry")
+    images_parser.add_argument("--no-registry", action="store_true", help="build only")
+    images_parser.set_defaults(func=cmd_images)
+    sub.add_parser("env", help="print shell exports for Molecule").set_defaults(func=cmd_env)
+    sub.add_parser("down", help="remove the lab registry and network").set_defaults(func=cmd_down)
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (engine.EngineError, images.SpecError, RuntimeError) as error:
+        print(f"edgelab: error: {error}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The lab image set: a debootstrap base and Dockerfile recipes, cached by a content hash.
+
+Every image is tagged `edgeai-lab/<name>:<hash>`, where the hash covers its recipe, its build
+context (the files git tracks or would track there), its base image's hash and its build args.
+An image whose tag exists is not built again, so a warm run takes seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from edgelab.proc import CommandError, run
+
+NAMESPACE = "edgeai-lab"
+HASH_LENGTH = 16
+# Trust anchors the build machine added locally (a TLS-inspecting proxy's CA, a corporate CA):
+# the lab base trusts them too, so apt and pip work inside image builds as they do on the host.
+LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+PIP_CONF = "[global]\n# use Debian's trust store (it includes the build machine's local CAs)\n"
+PIP_CONF += "cert = /etc/ssl/certs/ca-certificates.crt\n"
+
+
+class SpecError(ValueError):
+    """tests/images/images.yml is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str
+    context: Path
+    dockerfile: Path
+    base: str
+    push: bool
+    build_args: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    root: Path
+    suite: str
+    variant: str
+    recipes: dict[str, Recipe]
+
+
+def load_spec(spec_path: Path, root: Path) -> ImageSet:
+    """Read and check the image set; bases must exist and must not form a cycle."""
+    data = yaml.safe_load(spec_path.read_text())
+    if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
+        raise SpecError(f"{spec_path}: expected a mapping with an 'images' mapping")
+    base = data.get("base") or {}
+    recipes: dict[str, Recipe] = {}
+    for name, entry in data["images"].items():
+        if not isinstance(entry, dict) or "context" not in entry:
+            raise SpecError(f"{spec_path}: image '{name}' needs a 'context'")
+        context = root / entry["context"]
+        dockerfile = context / entry.get("dockerfile", "Dockerfile")
+        if not dockerfile.is_file():
+            raise SpecError(f"{spec_path}: image '{name}': {dockerfile} does not exist")
+        recipes[name] = Recipe(
+            name=name,
+            context=context,
+            dockerfile=dockerfile,
+            base=entry.get("base", "base"),
+            push=bool(entry.get("push", True)),
+            build_args={str(k): str(v) for k, v in (entry.get("build_args") or {}).items()},
+        )
+    for recipe in recipes.values():
+        if recipe.base != "base" and recipe.base not in recipes:
+            raise SpecError(f"{spec_path}: image '{recipe.name}': unknown base '{recipe.base}'")
+    for name in recipes:
+        _check_acyclic(name, recipes, spec_path)
+    return ImageSet(
+        root=root,
+        suite=str(base.get("suite", "bookworm")),
+        variant=str(base.get("variant", "minbase")),
+        recipes=recipes,
+    )
+
+
+def _check_acyclic(name: str, recipes: dict[str, Recipe], spec_path: Path) -> None:
+    seen = [name]
+    current = recipes[name].base
+    while current != "base":
+        if current in seen:
+            raise SpecError(f"{spec_path}: base cycle {' -> '.join([*seen, current])}")
+        seen.append(current)
+        current = recipes[current].base
+
+
+def context_files(context: Path) -> list[Path]:
+    """The files of a build context that count: tracked or untracked-but-not-ignored by git."""
+    result = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "."],  # noqa: S607
+        cwd=context,
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode == 0:
+        names = [n for n in result.stdout.decode().split("\0") if n]
+        return sorted(context / n for n in names if (context / n).is_file())
+    return sorted(p for p in context.rglob("*") if p.is_file())
+
+
+def hash_files(files: list[Path], relative_to: Path) -> str:
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(relative_to)).encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def base_hash(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR) -> str:
+    digest = hashlib.sha256(f"debootstrap {images.suite} {images.variant}\n".encode())
+    digest.update(PIP_CONF.encode())
+    cas = sorted(ca_dir.glob("*.crt")) if ca_dir.is_dir() else []
+    digest.update(hash_files(cas, ca_dir).encode())
+    return digest.hexdigest()[:HASH_LENGTH]
+
+
+def image_hashes(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR) -> dict[str, str]:
+    """Content hash of every image, bases first."""
+    hashes = {"base": base_hash(images, ca_dir)}
+
+    def resolve(name: str) -> str:
+        if name in hashes:
+            return hashes[name]
+        recipe = images.recipes[name]
+        files = context_files(recipe.context)
+        if recipe.dockerfile not in files:
+            files = sorted([*files, recipe.dockerfile])
+        digest = hashlib.sha256(hash_files(files, recipe.context).encode())
+        digest.update(resolve(recipe.base).encode())
+        digest.update(json.dumps(recipe.build_args, sort_keys=True).encode())
+        hashes[name] = digest.hexdigest()[:HASH_LENGTH]
+        return hashes[name]
+
+    for name in images.recipes:
+        resolve(name)
+    return hashes
+
+
+def image_ref(name: str, content_hash: str) -> str:
+    return f"{NAMESPACE}/{name}:{content_hash}"
+
+
+def image_exists(ref: str) -> bool:
+    result = subprocess.run(
+        ["docker", "image", "inspect", ref],  # noqa: S607
+        capture_output=True,
+        check=False,
+    )
+    return result.returncode == 0
+
+
+def build_base(images: ImageSet, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
+    """debootstrap a minimal Debian, add the local trust anchors, import it as `ref`."""
+    with tempfile.TemporaryDirectory(prefix="edgelab-rootfs-") as tmp:
+        rootfs = Path(tmp) / "rootfs"
+        run(["debootstrap", f"--variant={images.variant}", images.suite, str(rootfs)])
+        if ca_dir.is_dir():
+            target = rootfs / "usr/local/share/ca-certificates"
+            target.mkdir(parents=True, exist_ok=True)
+            for cert in sorted(ca_dir.glob("*.crt")):
+                (target / cert.name).write_bytes(cert.read_bytes())
+        (rootfs / "etc/pip.conf").write_text(PIP_CONF)
+        for cache in ("var/cache/apt/archives", "var/lib/apt/lists"):
+            for item in (rootfs / cache).glob("*"):
+                if item.is_file():
+                    item.unlink()
+        tar = subprocess.Popen(  # noqa: S603
+            ["tar", "-C", str(rootfs), "-c", "."],  # noqa: S607
+            stdout=subprocess.PIPE,
+        )
+        imported = subprocess.run(  # noqa: S603
+            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],  # noqa: S607
+            stdin=tar.stdout,
+            capture_output=True,
+            check=False,
+        )
+        tar.wait()
+        if tar.returncode != 0 or imported.returncode != 0:
+            raise CommandError(
+                f"importing {rootfs} as {ref} failed (tar {tar.returncode}, docker import "
+                f"{imported.returncode}): {imported.stderr.decode(errors='replace').strip()}"
+            )
+
+
+def build_recipe(recipe: Recipe, ref: str, base_ref: str, content_hash: str) -> None:
+    argv = [
+        "docker",
+        "build",
+        "--build-arg",
+        f"BASE_IMAGE={base_ref}",
+        "--label",
+        f"org.edgeai.lab.hash={content_hash}",
+        "-t",
+        ref,
+        "-f",
+        str(recipe.dockerfile),
+    ]
+    for key, value in sorted(recipe.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    run([*argv, str(recipe.context)])
+
+
+def ensure_images(images: ImageSet, log: Callable[[str], None] = print) -> dict[str, str]:
+    """Build what is missing; return name -> ref for the base and every recipe."""
+    hashes = image_hashes(images)
+    refs = {name: image_ref(name, h) for name, h in hashes.items()}
+    if image_exists(refs["base"]):
+        log(f"cached  {refs['base']}")
+    else:
+        log(f"build   {refs['base']} (debootstrap {images.suite})")
+        build_base(images, refs["base"])
+    done = {"base"}
+
+    def ensure(name: str) -> None:
+        if name in done:
+            return
+        recipe = images.recipes[name]
+        ensure(recipe.base)
+        if image_exists(refs[name]):
+            log(f"cached  {refs[name]}")
+        else:
+            log(f"build   {refs[name]}")
+            build_recipe(recipe, refs[name], refs[recipe.base], hashes[name])
+        done.add(name)
+
+    for name in images.recipes:
+        ensure(name)
+    return refs
