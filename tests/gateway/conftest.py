@@ -210,7 +210,9 @@ def lab() -> Iterator[Lab]:
         for name in ("ollama-a", "ollama-b", "ollama-peer", "onnx", "grafana", "prometheus")
     }
     cert_pem, key_pem = provided_certificate(root)
-    gid = str(os.getgid())
+    # As in the container (files group-readable by the nginx user's group): nginx started by root
+    # runs its workers as nobody/nogroup, started by anyone else as that user.
+    gid = "65534" if os.geteuid() == 0 else str(os.getgid())
     common: dict[str, object] = {
         "gateway_tls_ca_dir": str(root / "ca"),
         "gateway_tls_ca_passphrase": CA_PASSPHRASE,
@@ -327,7 +329,8 @@ def lab() -> Iterator[Lab]:
     finally:
         for up in upstreams.values():
             up.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        if not os.environ.get("GW_TEST_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def start_gateway(lab: Lab, name: str) -> Iterator[Gateway]:

@@ -6,6 +6,7 @@ Each server records what it received so the tests can assert what the gateway fo
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,9 +37,12 @@ class Upstream:
         self.seen: list[Seen] = []
         self.lock = threading.Lock()
         self.gate = StreamGate()
+        self.connections: set[socket.socket] = set()
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
+        # A cut connection (see stop) is expected here, not an error worth a traceback.
+        self.server.handle_error = lambda request, client_address: None  # type: ignore[method-assign]
         self.port: int = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -66,15 +70,35 @@ class Upstream:
         self.gate = StreamGate()
 
     def stop(self) -> None:
+        """Stop listening and cut every open connection, like a crashed process."""
         if self.running:
             self.server.shutdown()
             self.server.server_close()
+            with self.lock:
+                for conn in self.connections:
+                    try:
+                        conn.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
             self.running = False
 
 
 def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self) -> None:
+            super().setup()
+            with up.lock:
+                up.connections.add(self.connection)
+
+        def finish(self) -> None:
+            with up.lock:
+                up.connections.discard(self.connection)
+            try:
+                super().finish()
+            except OSError:
+                pass
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002
             return
