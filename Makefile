@@ -8,6 +8,9 @@ PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.requirements.sha256
 REQUIREMENTS := requirements-dev.txt
+# everything requirements-dev.txt pulls in: a change to any of them re-runs pip
+REQUIREMENT_INPUTS := $(REQUIREMENTS) tests/standins/ollama/requirements.txt \
+  tests/standins/ollama/requirements-test.txt onnx_service/pyproject.toml
 LAB := PYTHONPATH=tools $(PY) -m edgelab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
@@ -20,7 +23,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 setup: ## the pinned dev environment in .venv (fast when nothing changed)
-	@want=$$(cat $(REQUIREMENTS) | sha256sum | cut -d' ' -f1); \
+	@want=$$(cat $(REQUIREMENT_INPUTS) | sha256sum | cut -d' ' -f1); \
 	if [ ! -x $(PY) ] || [ "$$(cat $(STAMP) 2>/dev/null)" != "$$want" ]; then \
 	  echo "setup: installing $(REQUIREMENTS) into $(VENV)"; \
 	  python3 -m venv $(VENV); \
@@ -38,8 +41,9 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook synta
 	$(BIN)/ruff format --check .
 	@for p in playbooks/*.yml; do $(BIN)/ansible-playbook --syntax-check -i inventories/example $$p >/dev/null || exit 1; done; echo "syntax-check: playbooks/*.yml ok"
 
-unit: setup ## unit and config tests (pytest)
-	$(BIN)/pytest -q tests/unit
+unit: setup ## unit and config tests (pytest): collection, harness, stand-ins, onnx_service
+	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests
+	cd onnx_service && ../$(BIN)/pytest -q
 
 images: setup ## Docker engine, lab image set and lab registry (cached by content hash)
 	$(LAB) images

@@ -29,7 +29,8 @@ def daemon_json_merge(
     """
     if not isinstance(desired, dict):
         raise AnsibleFilterError(
-            f"docker_daemon_options must be a mapping of daemon.json keys, got {type(desired).__name__}"
+            "docker_daemon_options must be a mapping of daemon.json keys, "
+            f"got {type(desired).__name__}"
         )
     text = (existing_text or "").strip()
     existing: Any = {}

@@ -32,11 +32,7 @@ def capabilities(mask: int, exclude: frozenset[str] = frozenset({"SYS_RESOURCE"}
     Docker 20.10 does not know PERFMON, BPF and CHECKPOINT_RESTORE; those stay out.
     """
     known = CAPABILITY_NAMES[: CAPABILITY_NAMES.index("AUDIT_READ") + 1]
-    return [
-        name
-        for bit, name in enumerate(known)
-        if mask & (1 << bit) and name not in exclude
-    ]
+    return [name for bit, name in enumerate(known) if mask & (1 << bit) and name not in exclude]
 
 
 def edge_host_capabilities(status_path: Path = Path("/proc/self/status")) -> list[str]:

@@ -1,4 +1,4 @@
-"""Make sure a Docker engine is usable: use a running one, else install the distro's and start it."""
+"""Make sure a Docker engine is usable: use a running one, else install Debian's and start it."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def engine_usable(docker: str = "docker") -> bool:
     """True when `docker info` reaches a daemon."""
     if shutil.which(docker) is None:
         return False
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
+    result = subprocess.run(
         [docker, "info", "--format", "{{.ServerVersion}}"],
         capture_output=True,
         text=True,
@@ -41,8 +41,8 @@ def apt_install(packages: list[str]) -> None:
 
 
 def _dpkg_installed(package: str) -> bool:
-    result = subprocess.run(  # noqa: S603 - fixed argv, no shell
-        ["dpkg-query", "-W", "-f=${Status}", package],  # noqa: S607
+    result = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package],
         capture_output=True,
         text=True,
         check=False,
@@ -68,7 +68,7 @@ def start_dockerd(log_path: Path) -> subprocess.Popen[bytes]:
         raise EngineError("dockerd is not installed (expected it from Debian's docker.io package)")
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
-        return subprocess.Popen(  # noqa: S603 - fixed argv
+        return subprocess.Popen(
             [dockerd],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -91,7 +91,8 @@ def ensure_engine(log_path: Path, timeout: float = 90.0) -> str:
     process = start_dockerd(log_path)
     if wait_until(engine_usable, timeout):
         return "started"
-    state = "exited with code %s" % process.poll() if process.poll() is not None else "is running"
+    code = process.poll()
+    state = f"exited with code {code}" if code is not None else "is running"
     tail = log_path.read_text(errors="replace").splitlines()[-15:] if log_path.exists() else []
     raise EngineError(
         f"dockerd {state} but no Docker engine answered within {timeout:.0f} s.\n"

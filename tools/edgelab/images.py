@@ -98,7 +98,7 @@ def _check_acyclic(name: str, recipes: dict[str, Recipe], spec_path: Path) -> No
 def context_files(context: Path) -> list[Path]:
     """The files of a build context that count: tracked or untracked-but-not-ignored by git."""
     result = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "."],  # noqa: S607
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", "."],
         cwd=context,
         capture_output=True,
         check=False,
@@ -153,7 +153,7 @@ def image_ref(name: str, content_hash: str) -> str:
 
 def image_exists(ref: str) -> bool:
     result = subprocess.run(
-        ["docker", "image", "inspect", ref],  # noqa: S607
+        ["docker", "image", "inspect", ref],
         capture_output=True,
         check=False,
     )
@@ -175,12 +175,12 @@ def build_base(images: ImageSet, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
             for item in (rootfs / cache).glob("*"):
                 if item.is_file():
                     item.unlink()
-        tar = subprocess.Popen(  # noqa: S603
-            ["tar", "-C", str(rootfs), "-c", "."],  # noqa: S607
+        tar = subprocess.Popen(
+            ["tar", "-C", str(rootfs), "-c", "."],
             stdout=subprocess.PIPE,
         )
-        imported = subprocess.run(  # noqa: S603
-            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],  # noqa: S607
+        imported = subprocess.run(
+            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],
             stdin=tar.stdout,
             capture_output=True,
             check=False,

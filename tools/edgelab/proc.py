@@ -18,7 +18,7 @@ def run(
     input_bytes: bytes | None = None,
 ) -> str:
     """Run argv; return stdout when `capture`, raise CommandError on a non-zero exit."""
-    result = subprocess.run(  # noqa: S603 - argv lists only, never a shell
+    result = subprocess.run(
         list(argv),
         env=dict(env) if env is not None else None,
         input=input_bytes,

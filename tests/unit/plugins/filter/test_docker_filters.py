@@ -1,0 +1,111 @@
+"""The docker role's filters: daemon.json merge, registry-mirror references, bundle manifests."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from ansible.errors import AnsibleFilterError
+from ansible_collections.edgeai.appliance.plugins.filter.docker import (
+    bundle_file,
+    bundle_manifest,
+    daemon_json_merge,
+    mirror_ref,
+)
+
+DESIRED = {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "icc": False}
+
+
+def test_merge_onto_nothing_is_the_roles_keys() -> None:
+    assert daemon_json_merge("", [], DESIRED) == DESIRED
+    assert daemon_json_merge(None, None, DESIRED) == DESIRED
+
+
+def test_keys_other_tools_wrote_stay() -> None:
+    nvidia = {"runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}
+    merged = daemon_json_merge(json.dumps(nvidia), ["log-driver", "log-opts", "icc"], DESIRED)
+    assert merged["runtimes"] == nvidia["runtimes"]
+    assert merged["icc"] is False
+
+
+def test_nested_mappings_merge_and_the_role_wins() -> None:
+    existing = {"log-opts": {"max-size": "100m", "compress": "true"}, "icc": True}
+    merged = daemon_json_merge(json.dumps(existing), [], DESIRED)
+    assert merged["log-opts"] == {"max-size": "10m", "compress": "true"}
+    assert merged["icc"] is False
+
+
+def test_keys_the_role_stopped_setting_are_removed() -> None:
+    existing = {**DESIRED, "userns-remap": "default", "default-shm-size": "128M"}
+    merged = daemon_json_merge(json.dumps(existing), [*DESIRED, "userns-remap"], DESIRED)
+    assert "userns-remap" not in merged
+    # never managed by the role: stays
+    assert merged["default-shm-size"] == "128M"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [("{not json", "not valid JSON"), ("[1, 2]", "not a JSON object")],
+)
+def test_a_broken_daemon_json_is_named(text: str, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        daemon_json_merge(text, [], DESIRED)
+
+
+def test_options_that_are_not_a_mapping_name_the_variable() -> None:
+    with pytest.raises(AnsibleFilterError, match="docker_daemon_options must be a mapping"):
+        daemon_json_merge("", [], ["icc", False])  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ref", "mirror", "expected"),
+    [
+        ("nginx:1.27.3", "", "nginx:1.27.3"),
+        ("nginx:1.27.3", "reg.local:5000", "reg.local:5000/library/nginx:1.27.3"),
+        ("prom/prometheus:v3.1.0", "reg.local:5000/", "reg.local:5000/prom/prometheus:v3.1.0"),
+        ("docker.io/library/nginx:1", "reg.local", "reg.local/library/nginx:1"),
+        ("docker.io/grafana/grafana:11", "reg.local", "reg.local/grafana/grafana:11"),
+        ("ghcr.io/o/i:1", "reg.local:5000", "reg.local:5000/ghcr.io/o/i:1"),
+        ("localhost/x:1", "m", "m/localhost/x:1"),
+        (
+            "edgeai-lab/python:abc",
+            "edgeai-registry:5000",
+            "edgeai-registry:5000/edgeai-lab/python:abc",
+        ),
+    ],
+)
+def test_mirror_ref(ref: str, mirror: str, expected: str) -> None:
+    assert mirror_ref(ref, mirror) == expected
+
+
+def test_mirror_ref_needs_a_reference() -> None:
+    with pytest.raises(AnsibleFilterError):
+        mirror_ref("", "reg.local")
+
+
+def test_bundle_manifest_pairs_refs_ids_files_and_checksums() -> None:
+    images = [
+        {"Id": "sha256:aaa", "RepoTags": ["nginx:1.27.3"]},
+        {"Id": "sha256:bbb", "RepoTags": ["prom/prometheus:v3.1.0", "prom/prometheus:latest"]},
+    ]
+    manifest = bundle_manifest(images, ["prom/prometheus:v3.1.0", "nginx:1.27.3"], ["s1", "s2"])
+    assert manifest == {
+        "images": [
+            {
+                "ref": "prom/prometheus:v3.1.0",
+                "id": "sha256:bbb",
+                "file": "prom_prometheus_v3.1.0.tar",
+                "sha256": "s1",
+            },
+            {"ref": "nginx:1.27.3", "id": "sha256:aaa", "file": "nginx_1.27.3.tar", "sha256": "s2"},
+        ]
+    }
+
+
+def test_bundle_manifest_names_a_missing_image() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"nginx:1\.27\.3 is not on the controller"):
+        bundle_manifest([], ["nginx:1.27.3"], ["s"])
+
+
+def test_bundle_file_names_are_safe() -> None:
+    assert bundle_file("reg.local:5000/a/b:1") == "reg.local_5000_a_b_1.tar"

@@ -1,0 +1,67 @@
+"""Bad input to the docker role fails before anything changes, naming the variable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "tests/unit/playbooks/docker_preflight.yml"
+
+
+def _run(extra_vars: dict) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
+        "ANSIBLE_COLLECTIONS_PATH": str(REPO / "collections"),
+        "ANSIBLE_NOCOLOR": "1",
+    }
+    return subprocess.run(
+        [
+            str(Path(sys.executable).parent / "ansible-playbook"),
+            "-i", "localhost,",
+            "-e", "ansible_python_interpreter=" + sys.executable,
+            "--check",
+            "--tags", "docker-preflight",
+            "-e", json.dumps(extra_vars),
+            str(PLAYBOOK),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        check=False,
+        timeout=120,
+    )  # fmt: skip
+
+
+def test_good_variables_pass() -> None:
+    result = _run({"docker_engine_source": "distro", "docker_daemon_options": {"debug": False}})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "named"),
+    [
+        ({"docker_engine_source": "snap"}, "docker_engine_source"),
+        ({"docker_daemon_options": "log-driver=json-file"}, "docker_daemon_options"),
+        ({"docker_daemon_options": {"log-opts": "max-size=1g"}}, "docker_daemon_options"),
+        ({"docker_log_max_size": "ten megabytes"}, "docker_log_max_size"),
+        (
+            {"docker_default_address_pools": [{"base": "10.9.0.0/16"}]},
+            "docker_default_address_pools",
+        ),
+        ({"docker_networks": [{"name": "a"}, {"name": "a"}]}, "docker_networks"),
+        ({"docker_image_delivery": "rsync"}, "docker_image_delivery"),
+    ],
+)
+def test_bad_variables_fail_naming_the_variable(extra_vars: dict, named: str) -> None:
+    result = _run(extra_vars)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert named in output

@@ -1,0 +1,135 @@
+"""The lab harness: image specs, content hashes and capabilities (no Docker needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+
+from edgelab import caps, images
+from edgelab.engine import wait_until
+
+
+def _spec(tmp_path: Path, body: str) -> Path:
+    spec = tmp_path / "images.yml"
+    spec.write_text(body)
+    return spec
+
+
+def _recipe(tmp_path: Path, name: str, extra: dict[str, str] | None = None) -> Path:
+    context = tmp_path / name
+    context.mkdir()
+    (context / "Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\n")
+    for file_name, content in (extra or {}).items():
+        (context / file_name).write_text(content)
+    return context
+
+
+@pytest.fixture
+def image_set(tmp_path: Path) -> images.ImageSet:
+    _recipe(tmp_path, "python")
+    _recipe(tmp_path, "app", {"app.py": "print('v1')\n"})
+    spec = _spec(
+        tmp_path,
+        "base: {suite: bookworm}\nimages:\n  python: {context: python}\n"
+        "  app: {context: app, base: python}\n",
+    )
+    return images.load_spec(spec, tmp_path)
+
+
+def test_hashes_are_stable(image_set: images.ImageSet, tmp_path: Path) -> None:
+    first = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    second = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    assert first == second
+    assert set(first) == {"base", "python", "app"}
+    assert all(len(h) == images.HASH_LENGTH for h in first.values())
+
+
+def test_a_changed_file_changes_its_image_only(image_set: images.ImageSet, tmp_path: Path) -> None:
+    before = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    (tmp_path / "app/app.py").write_text("print('v2')\n")
+    after = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    assert after["app"] != before["app"]
+    assert after["python"] == before["python"]
+    assert after["base"] == before["base"]
+
+
+def test_a_changed_base_changes_everything_above_it(
+    image_set: images.ImageSet, tmp_path: Path
+) -> None:
+    before = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    (tmp_path / "python/Dockerfile").write_text("ARG BASE_IMAGE\nFROM ${BASE_IMAGE}\nRUN true\n")
+    after = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    assert after["python"] != before["python"]
+    assert after["app"] != before["app"]
+
+
+def test_new_trust_anchors_rebuild_the_base(image_set: images.ImageSet, tmp_path: Path) -> None:
+    cas = tmp_path / "cas"
+    cas.mkdir()
+    before = images.image_hashes(image_set, ca_dir=cas)
+    (cas / "proxy.crt").write_text("-----BEGIN CERTIFICATE-----\n")
+    after = images.image_hashes(image_set, ca_dir=cas)
+    assert after["base"] != before["base"]
+    assert after["app"] != before["app"]
+
+
+def test_git_ignored_files_do_not_count(tmp_path: Path) -> None:
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    context = _recipe(tmp_path, "svc", {"main.py": "x = 1\n", ".gitignore": "*.pyc\n"})
+    (context / "cache.pyc").write_text("junk")
+    names = [p.name for p in images.context_files(context)]
+    assert "main.py" in names
+    assert "cache.pyc" not in names
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("images: []\n", "expected a mapping"),
+        ("images:\n  a: {}\n", "needs a 'context'"),
+        ("images:\n  a: {context: missing}\n", "does not exist"),
+        ("images:\n  a: {context: a, base: nope}\n", "unknown base 'nope'"),
+        ("images:\n  a: {context: a, base: b}\n  b: {context: a, base: a}\n", "base cycle"),
+    ],
+)
+def test_bad_specs_are_named(tmp_path: Path, body: str, message: str) -> None:
+    _recipe(tmp_path, "a")
+    with pytest.raises(images.SpecError, match=message):
+        images.load_spec(_spec(tmp_path, body), tmp_path)
+
+
+def test_the_repository_spec_loads() -> None:
+    root = Path(__file__).resolve().parents[3]
+    image_set = images.load_spec(root / "tests/images/images.yml", root)
+    assert {"python", "edge-host", "registry"} <= set(image_set.recipes)
+    assert image_set.recipes["edge-host"].push is False
+
+
+def test_capabilities_from_the_bounding_set() -> None:
+    everything_but_sys_resource = (1 << 41) - 1
+    names = caps.capabilities(everything_but_sys_resource)
+    assert "SYS_RESOURCE" not in names
+    assert names[0] == "CHOWN"
+    assert names[-1] == "AUDIT_READ"  # newer ones are unknown to Docker 20.10
+    assert len(names) == 37
+    assert caps.capabilities(0b101) == ["CHOWN", "DAC_READ_SEARCH"]
+
+
+def test_bounding_set_is_read_from_the_status_file() -> None:
+    status = "Name:\tpython3\nCapBnd:\t000001fffeffffff\n"
+    mask = caps.bounding_set(status)
+    assert mask == 0x1FFFEFFFFFF
+    assert "SYS_RESOURCE" not in caps.capabilities(mask, exclude=frozenset())
+    with pytest.raises(ValueError, match="CapBnd"):
+        caps.bounding_set("Name:\tx\n")
+
+
+def test_wait_until_polls_until_true() -> None:
+    calls = iter([False, False, True])
+    assert wait_until(lambda: next(calls), timeout=5, interval=0)
+    assert not wait_until(lambda: False, timeout=0, interval=0)
