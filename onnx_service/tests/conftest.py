@@ -87,7 +87,8 @@ class LiveServer:
 
 @pytest.fixture
 def live(repo: Path) -> Iterator[LiveServer]:
-    with LiveServer(make_app(repo)) as server:
+    # inline_compute_us=0: every session.run goes through the thread pool here
+    with LiveServer(make_app(repo, inline_compute_us=0)) as server:
         yield server
 
 

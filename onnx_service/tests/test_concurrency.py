@@ -8,6 +8,7 @@ import httpx
 import numpy as np
 import pytest
 from conftest import LiveServer, make_app, metric, ort_run
+from fastapi.testclient import TestClient
 from onnx_models import scale
 
 
@@ -62,8 +63,10 @@ def test_without_batching_every_request_is_one_execution(live: LiveServer) -> No
     assert metric(text, "onnx_service_inference_count_total", **labels) == 24
 
 
-@pytest.mark.parametrize("batching", [False, True])
-def test_hot_swap_under_load_fails_no_request(tmp_path: Path, batching: bool) -> None:
+@pytest.mark.parametrize(("batching", "inline_us"), [(False, 0), (True, 100), (True, 0)])
+def test_hot_swap_under_load_fails_no_request(
+    tmp_path: Path, batching: bool, inline_us: int
+) -> None:
     model = tmp_path / "m"
     scale(model / "1" / "model.onnx", 1.0)
     if batching:
@@ -77,7 +80,7 @@ def test_hot_swap_under_load_fails_no_request(tmp_path: Path, batching: bool) ->
     stop = threading.Event()
     lock = threading.Lock()
 
-    with LiveServer(make_app(tmp_path)) as server:
+    with LiveServer(make_app(tmp_path, inline_compute_us=inline_us)) as server:
 
         def load_loop() -> None:
             with httpx.Client(base_url=server.url, timeout=30) as http:
@@ -126,3 +129,15 @@ def test_hot_swap_under_load_fails_no_request(tmp_path: Path, batching: bool) ->
         assert factor >= swaps_before + 1  # sent after a swap answered: never the old version
     states = {row["version"]: row["state"] for row in index}
     assert states == {"1": "UNAVAILABLE", "2": "UNAVAILABLE", "3": "READY"}
+
+
+def test_only_cheap_runs_stay_on_the_event_loop(repo: Path) -> None:
+    x = np.zeros((1, 16), np.float32)
+    for inline_us, expected in ((100, True), (0, False)):
+        with TestClient(make_app(repo, inline_compute_us=inline_us)) as client:
+            mv = client.app.state.repository.get("tiny")  # type: ignore[attr-defined]
+            assert not mv.runs_inline(1)  # nothing measured yet: the thread pool
+            response = client.post("/v2/models/tiny/infer", json=infer_body(x))
+            assert response.status_code == 200
+            assert mv.runs_inline(1) is expected
+            assert not mv.runs_inline(10**9)  # a huge batch never blocks the loop

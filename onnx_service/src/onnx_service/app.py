@@ -124,7 +124,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         workers = settings.inference_threads or os.cpu_count() or 1
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ort")
-        repository = ModelRepository(settings.model_repository, metrics, executor)
+        repository = ModelRepository(
+            settings.model_repository, metrics, executor, settings.inline_compute_us / 1e6
+        )
         app.state.repository = repository
         if settings.model_repository.is_dir():
             await repository.load_all()

@@ -15,7 +15,8 @@ from onnx_service.schemas import ErrorResponse
 T = TypeVar("T")
 
 
-def get_repository(request: Request) -> ModelRepository:
+async def get_repository(request: Request) -> ModelRepository:
+    # async on purpose: FastAPI would run a plain def in its thread pool on every request
     repository: ModelRepository = request.app.state.repository
     return repository
 
@@ -41,7 +42,10 @@ def json_body(model: type[BaseModel], required: bool = True) -> dict[str, Any]:
 
 
 async def counted(mv: ModelVersion, work: Callable[[], Awaitable[T]]) -> T:
-    """Run one inference request against a version: in-flight tracking and outcome metrics."""
+    """Run one inference request against a version: in-flight tracking and outcome metrics.
+
+    Call it right after ``repository.get`` with no await in between.
+    """
     metrics = mv.metrics
     started = perf_counter()
     mv.acquire()

@@ -1,6 +1,7 @@
 """A loaded model version: its onnxruntime session, tensor specs and (optional) batcher."""
 
 import asyncio
+import math
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -64,6 +65,7 @@ class ModelVersion:
         session: ort.InferenceSession,
         metrics: VersionMetrics,
         executor: Executor,
+        inline_s: float = 0.0,
     ) -> None:
         self.name = name
         self.version = version
@@ -72,6 +74,10 @@ class ModelVersion:
         self.metrics = metrics
         self._session: ort.InferenceSession | None = session
         self._executor = executor
+        # Requests whose estimated compute time is under inline_s run on the event loop:
+        # for tiny models the thread hop costs more than session.run itself.
+        self._inline_s = inline_s
+        self._row_cost_s = math.inf  # moving average of compute seconds per row
         self.inputs = [_spec(a, "input") for a in session.get_inputs()]
         self.outputs = [_spec(a, "output") for a in session.get_outputs()]
         self.input_map = {s.name: s for s in self.inputs}
@@ -99,6 +105,7 @@ class ModelVersion:
         config: ModelConfig,
         metrics: VersionMetrics,
         executor: Executor,
+        inline_s: float = 0.0,
     ) -> "ModelVersion":
         """Create the session (blocking: call it from a worker thread)."""
         options = ort.SessionOptions()
@@ -122,6 +129,7 @@ class ModelVersion:
             session=session,
             metrics=metrics,
             executor=executor,
+            inline_s=inline_s,
         )
 
     # --- life cycle -------------------------------------------------------------------------
@@ -131,11 +139,12 @@ class ModelVersion:
         batching = self.config.dynamic_batching
         if batching is not None and self.batcher is None:
             self.batcher = DynamicBatcher(
-                self._run_batch,
-                self.config.max_batch_size,
-                batching.max_queue_delay_us / 1e6,
-                self._executor,
-                self.metrics,
+                run=self._run_batch,
+                max_batch_size=self.config.max_batch_size,
+                max_delay_s=batching.max_queue_delay_us / 1e6,
+                executor=self._executor,
+                metrics=self.metrics,
+                inline=self.runs_inline,
             )
 
     def acquire(self) -> None:
@@ -181,10 +190,21 @@ class ModelVersion:
             outputs = await self.batcher.submit(feeds, rows)
             return {name: outputs[name] for name in wanted}
         self.metrics.pending.inc()
+        if self.runs_inline(rows):
+            return self._run_single(feeds, list(wanted), rows, perf_counter())
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
             self._executor, self._run_single, feeds, list(wanted), rows, perf_counter()
         )
+
+    def runs_inline(self, rows: int) -> bool:
+        """Whether a run of ``rows`` rows is cheap enough to do on the event loop."""
+        return self._row_cost_s * max(rows, 1) <= self._inline_s
+
+    def _observe(self, elapsed: float, rows: int) -> None:
+        cost = elapsed / max(rows, 1)
+        previous = self._row_cost_s
+        self._row_cost_s = cost if previous == math.inf else 0.9 * previous + 0.1 * cost
 
     def _session_or_fail(self) -> ort.InferenceSession:
         session = self._session
@@ -201,7 +221,9 @@ class ModelVersion:
             results = self._session_or_fail().run(wanted, feeds)
         except Exception as exc:
             raise _ort_error(exc) from exc
-        m.compute_duration.observe(perf_counter() - start)
+        elapsed = perf_counter() - start
+        self._observe(elapsed, rows)
+        m.compute_duration.observe(elapsed)
         m.exec_count.inc()
         m.inference_count.inc(rows)
         return dict(zip(wanted, results, strict=True))
@@ -226,6 +248,7 @@ class ModelVersion:
         except Exception as exc:
             raise _ort_error(exc) from exc
         elapsed = perf_counter() - start
+        self._observe(elapsed, total)
         m.exec_count.inc()
         m.inference_count.inc(total)
         for _ in batch:
@@ -266,13 +289,16 @@ class DynamicBatcher:
 
     def __init__(
         self,
+        *,
         run: Callable[[Sequence[_Pending]], list[Outputs]],
         max_batch_size: int,
         max_delay_s: float,
         executor: Executor,
         metrics: VersionMetrics,
+        inline: Callable[[int], bool],
     ) -> None:
         self._run = run
+        self._inline = inline
         self._max = max_batch_size
         self._delay = max_delay_s
         self._executor = executor
@@ -330,7 +356,10 @@ class DynamicBatcher:
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
             batch = self._take()
             try:
-                results = await loop.run_in_executor(self._executor, self._run, batch)
+                if self._inline(sum(item.rows for item in batch)):
+                    results = self._run(batch)
+                else:
+                    results = await loop.run_in_executor(self._executor, self._run, batch)
             except Exception as exc:  # forwarded to every request of the batch
                 for item in batch:
                     if not item.future.done():

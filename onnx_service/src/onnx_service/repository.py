@@ -96,8 +96,11 @@ def scan(root: Path) -> dict[str, ModelSource]:
 class ModelRepository:
     """Serves the models of one repository directory."""
 
-    def __init__(self, root: Path, metrics: Metrics, executor: Executor) -> None:
+    def __init__(
+        self, root: Path, metrics: Metrics, executor: Executor, inline_s: float = 0.0
+    ) -> None:
         self.root = root
+        self._inline_s = inline_s
         self.metrics = metrics
         self._executor = executor
         self._entries: dict[str, ModelEntry] = {}
@@ -237,6 +240,7 @@ class ModelRepository:
             config=config,
             metrics=self.metrics.for_version(entry.name, version),
             executor=self._executor,
+            inline_s=self._inline_s,
         )
         self.metrics.load_duration.labels(entry.name).observe(perf_counter() - started)
         return mv

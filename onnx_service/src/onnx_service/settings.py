@@ -27,5 +27,13 @@ class Settings(BaseSettings):
     inference_threads: int = Field(
         default=0, ge=0, description="Threads running session.run; 0 means one per CPU."
     )
+    inline_compute_us: float = Field(
+        default=100.0,
+        ge=0.0,
+        description=(
+            "Requests whose estimated session.run time is under this run on the event loop "
+            "instead of the thread pool (the hop costs more); 0 always uses the pool."
+        ),
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
     server_name: str = Field(default="onnx_service", description="Name in GET /v2.")

@@ -26,8 +26,8 @@ async def model_status(model_name: str, repository: Repository) -> ModelReady:
     openapi_extra=json_body(V1PredictRequest),
 )
 async def predict(model_name: str, request: Request, repository: Repository) -> Response:
-    mv = repository.get(model_name)
     body = await request.body()
+    mv = repository.get(model_name)  # counted in flight (below) without an await in between
     limit: int = request.app.state.settings.max_request_bytes
     encoding = request.headers.get("content-encoding")
 

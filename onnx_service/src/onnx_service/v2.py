@@ -173,8 +173,10 @@ INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _infer(repository: ModelRepository, name: str, version: int | None, request: Request):
-    mv = repository.get(name, version)
     body = await request.body()
+    # No await between choosing the version and counting the request in flight: a swap
+    # in between could otherwise retire (and close) the version this request holds.
+    mv = repository.get(name, version)
     headers = request.headers
     limit: int = request.app.state.settings.max_request_bytes
 
