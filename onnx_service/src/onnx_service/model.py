@@ -201,7 +201,8 @@ class ModelVersion:
         """Whether a run of ``rows`` rows is cheap enough to do on the event loop."""
         return self._row_cost_s * max(rows, 1) <= self._inline_s
 
-    def _observe(self, elapsed: float, rows: int) -> None:
+    def record_compute(self, elapsed: float, rows: int) -> None:
+        """Update the per-row compute estimate that decides where runs happen."""
         cost = elapsed / max(rows, 1)
         previous = self._row_cost_s
         self._row_cost_s = cost if previous == math.inf else 0.9 * previous + 0.1 * cost
@@ -222,7 +223,7 @@ class ModelVersion:
         except Exception as exc:
             raise _ort_error(exc) from exc
         elapsed = perf_counter() - start
-        self._observe(elapsed, rows)
+        self.record_compute(elapsed, rows)
         m.compute_duration.observe(elapsed)
         m.exec_count.inc()
         m.inference_count.inc(rows)
@@ -248,7 +249,7 @@ class ModelVersion:
         except Exception as exc:
             raise _ort_error(exc) from exc
         elapsed = perf_counter() - start
-        self._observe(elapsed, total)
+        self.record_compute(elapsed, total)
         m.exec_count.inc()
         m.inference_count.inc(total)
         for _ in batch:

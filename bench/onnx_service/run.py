@@ -1,0 +1,524 @@
+"""One side-by-side benchmark: raw onnxruntime, onnx_service and Triton (nvidia-pytriton).
+
+Same models, same OIP JSON requests, same load generator (hey) for both servers:
+tiny MLP 16->32->4 and heavy MLP 512->2048x6->512, concurrency 1 and 16, batching off and on.
+
+    python bench/onnx_service/run.py                      # print the results
+    python bench/onnx_service/run.py --write-doc          # and update docs/benchmarks.md
+
+Needs: onnx_service installed with its [bench] extra in the running interpreter, `hey` on PATH
+(Debian: apt-get install -y hey). PyTriton runs in its own venv (numpy<2), created on first use
+from requirements-pytriton.txt unless --pytriton-python points at one.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+DOC = ROOT / "docs" / "benchmarks.md"
+SECTION = "## ONNX service"
+MODELS = {"tiny": [16, 32, 4], "heavy": [512, 2048, 2048, 2048, 2048, 2048, 2048, 512]}
+MAX_BATCH = 16
+DELAY_US = 500
+BATCHED_CONFIG = (
+    f"max_batch_size: {MAX_BATCH}\ndynamic_batching:\n  max_queue_delay_us: {DELAY_US}\n"
+)
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+def build_mlp(path: Path, sizes: list[int]) -> None:
+    import onnx  # noqa: PLC0415 - only the orchestrator builds models
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    nodes, inits, prev = [], [], "x"
+    for i in range(len(sizes) - 1):
+        a, b = sizes[i], sizes[i + 1]
+        w = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
+        inits += [
+            numpy_helper.from_array(w, f"w{i}"),
+            numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}"),
+        ]
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
+        last = i == len(sizes) - 2
+        nodes.append(helper.make_node("Add", [f"m{i}", f"b{i}"], ["y" if last else f"h{i}"]))
+        if not last:
+            nodes.append(helper.make_node("Relu", [f"h{i}"], [f"a{i}"]))
+            prev = f"a{i}"
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", sizes[-1]])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+
+
+def build_repository(root: Path) -> dict[str, Path]:
+    """onnx_service layout: <name>/1/model.onnx; *_batched copies carry a batching config."""
+    files = {}
+    for name, sizes in MODELS.items():
+        files[name] = root / name / "1" / "model.onnx"
+        build_mlp(files[name], sizes)
+        batched = root / f"{name}_batched"
+        (batched / "1").mkdir(parents=True)
+        shutil.copyfile(files[name], batched / "1" / "model.onnx")
+        (batched / "config.yaml").write_text(BATCHED_CONFIG)
+    return files
+
+
+def session_options() -> Any:
+    import onnxruntime as ort  # noqa: PLC0415
+
+    options = ort.SessionOptions()  # the same settings onnx_service uses by default
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    return options
+
+
+# --- raw onnxruntime ------------------------------------------------------------------------
+
+
+def raw_ort(path: Path, batch: int, seconds: float) -> dict[str, float]:
+    import onnxruntime as ort  # noqa: PLC0415
+
+    session = ort.InferenceSession(str(path), session_options(), ["CPUExecutionProvider"])
+    width = session.get_inputs()[0].shape[1]
+    x = np.random.default_rng(1).standard_normal((batch, width)).astype(np.float32)
+    for _ in range(20):
+        session.run(None, {"x": x})
+    latencies = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        session.run(None, {"x": x})
+        latencies.append(time.perf_counter() - t0)
+    elapsed = time.perf_counter() - start
+    return {
+        "rps": batch * len(latencies) / elapsed,
+        "p50_ms": float(np.percentile(latencies, 50)) * 1e3,
+        "p99_ms": float(np.percentile(latencies, 99)) * 1e3,
+        "batch": batch,
+    }
+
+
+# --- load generation ------------------------------------------------------------------------
+
+
+def request_file(workdir: Path, width: int) -> Path:
+    data = np.random.default_rng(2).standard_normal(width).astype(np.float32)
+    body = {
+        "inputs": [{"name": "x", "shape": [1, width], "datatype": "FP32", "data": data.tolist()}]
+    }
+    path = workdir / f"request_{width}.json"
+    path.write_text(json.dumps(body))
+    return path
+
+
+def hey(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, float]:
+    # warm up (connections, caches, thread pools) before the measured run
+    subprocess.run(
+        [
+            "hey",
+            "-z",
+            "1s",
+            "-c",
+            str(concurrency),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            str(body),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    out = subprocess.run(
+        [
+            "hey",
+            "-z",
+            f"{seconds}s",
+            "-c",
+            str(concurrency),
+            "-m",
+            "POST",
+            "-T",
+            "application/json",
+            "-D",
+            str(body),
+            url,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    statuses = dict(re.findall(r"\[(\d+)\]\s+(\d+) responses", out))
+    bad = {code: n for code, n in statuses.items() if code != "200"}
+    if bad or "Error distribution" in out:
+        raise RuntimeError(f"{url}: non-200 answers {bad}\n{out}")
+
+    def pick(pattern: str) -> float:
+        found = re.search(pattern, out)
+        if not found:
+            raise RuntimeError(f"cannot parse hey output:\n{out}")
+        return float(found.group(1))
+
+    return {
+        "rps": pick(r"Requests/sec:\s+([\d.]+)"),
+        "p50_ms": pick(r"50%+ in ([\d.]+) secs") * 1e3,
+        "p99_ms": pick(r"99%+ in ([\d.]+) secs") * 1e3,
+    }
+
+
+def wait_ready(url: str, timeout: float, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before {url} was ready")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def scrape(url: str, model: str) -> tuple[float, float]:
+    """onnx_service's inference_count and exec_count for a model (average batch = ratio)."""
+    text = urllib.request.urlopen(url, timeout=5).read().decode()
+    values = {}
+    for metric in ("inference_count", "inference_exec_count"):
+        found = re.search(
+            rf'onnx_service_{metric}_total{{model="{model}",version="1"}} ([\d.e+]+)', text
+        )
+        values[metric] = float(found.group(1)) if found else 0.0
+    return values["inference_count"], values["inference_exec_count"]
+
+
+# --- PyTriton peer --------------------------------------------------------------------------
+
+
+def serve_pytriton(models_dir: Path, port: int) -> None:
+    """Runs inside the PyTriton venv: ORT in Triton's Python backend, dynamic batching."""
+    import onnxruntime as ort  # noqa: PLC0415
+    from pytriton.decorators import batch  # noqa: PLC0415
+    from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor  # noqa: PLC0415
+    from pytriton.triton import Triton, TritonConfig  # noqa: PLC0415
+
+    config = TritonConfig(http_port=port, grpc_port=port + 1, metrics_port=port + 2)
+    with Triton(config=config) as triton:
+        for name, sizes in MODELS.items():
+            path = models_dir / name / "1" / "model.onnx"
+            session = ort.InferenceSession(str(path), session_options(), ["CPUExecutionProvider"])
+
+            def make(sess: Any) -> Any:
+                @batch
+                def infer(x: np.ndarray) -> dict[str, np.ndarray]:
+                    return {"y": sess.run(None, {"x": x})[0]}
+
+                return infer
+
+            triton.bind(
+                model_name=name,
+                infer_func=make(session),
+                inputs=[Tensor(name="x", dtype=np.float32, shape=(sizes[0],))],
+                outputs=[Tensor(name="y", dtype=np.float32, shape=(sizes[-1],))],
+                config=ModelConfig(
+                    max_batch_size=MAX_BATCH,
+                    batcher=DynamicBatcher(max_queue_delay_microseconds=DELAY_US),
+                ),
+                strict=False,
+            )
+        triton.serve()
+
+
+def pytriton_python(given: str | None) -> Path:
+    if given:
+        return Path(given)
+    venv = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "onnx-bench-pytriton"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        print(f"creating the PyTriton venv in {venv} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        subprocess.run(
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "-r",
+                str(HERE / "requirements-pytriton.txt"),
+            ],
+            check=True,
+        )
+    return python
+
+
+# --- orchestration --------------------------------------------------------------------------
+
+
+def measure(
+    targets: list[tuple[str, str, Any]],
+    bodies: dict[str, Path],
+    seconds: float,
+    results: dict[str, Any],
+) -> None:
+    """Every model x concurrency x server (x batching for onnx_service), one hey run each."""
+    for name in MODELS:
+        for concurrency in (1, 16):
+            for server, url, _ in targets:
+                variants = [("off", name), ("on", f"{name}_batched")]
+                if server == "pytriton":
+                    variants = [("on", name)]
+                for batching, model in variants:
+                    counted = server == "onnx_service"
+                    before = scrape(f"{url}/metrics", model) if counted else (0.0, 0.0)
+                    endpoint = f"{url}/v2/models/{model}/infer"
+                    run: dict[str, Any] = hey(endpoint, bodies[name], concurrency, seconds)
+                    run.update(server=server, model=name, c=concurrency, batching=batching)
+                    if counted:
+                        after = scrape(f"{url}/metrics", model)
+                        executions = after[1] - before[1]
+                        run["avg_batch"] = (after[0] - before[0]) / executions if executions else 0
+                    results["runs"].append(run)
+                    print(
+                        f"{server:12} {name:5} c={concurrency:<2} batching {batching:3}: "
+                        f"{run['rps']:9.1f} rps  p50 {run['p50_ms']:.3f} ms  "
+                        f"p99 {run['p99_ms']:.3f} ms",
+                        file=sys.stderr,
+                    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=5.0, help="length of each hey run")
+    parser.add_argument("--port", type=int, default=18001, help="onnx_service port")
+    parser.add_argument(
+        "--triton-port", type=int, default=18100, help="PyTriton HTTP port (+1, +2)"
+    )
+    parser.add_argument("--pytriton-python", help="interpreter of a venv with nvidia-pytriton")
+    parser.add_argument("--skip-pytriton", action="store_true", help="no peer (faster)")
+    parser.add_argument("--write-doc", action="store_true", help=f"update {DOC.relative_to(ROOT)}")
+    parser.add_argument("--json", type=Path, help="also write the raw results here")
+    parser.add_argument("--serve-pytriton", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_pytriton:
+        serve_pytriton(args.serve_pytriton, args.triton_port)
+        return
+    if shutil.which("hey") is None:
+        sys.exit("hey is not on PATH (Debian: apt-get install -y hey)")
+
+    results: dict[str, Any] = {"raw": {}, "runs": []}
+    with tempfile.TemporaryDirectory(prefix="onnx-bench-") as tmp:
+        workdir = Path(tmp)
+        files = build_repository(workdir / "models")
+        bodies = {name: request_file(workdir, sizes[0]) for name, sizes in MODELS.items()}
+        for name, path in files.items():
+            results["raw"][f"{name} b1"] = raw_ort(path, 1, 2.0)
+            results["raw"][f"{name} b{MAX_BATCH}"] = raw_ort(path, MAX_BATCH, 2.0)
+
+        targets: list[tuple[str, str, subprocess.Popen[bytes]]] = []
+        service = subprocess.Popen(
+            [sys.executable, "-m", "onnx_service"],
+            env={
+                **os.environ,
+                "ONNX_SERVICE_MODEL_REPOSITORY": str(workdir / "models"),
+                "ONNX_SERVICE_PORT": str(args.port),
+                "ONNX_SERVICE_LOG_LEVEL": "warning",
+            },
+        )
+        service_url = f"http://127.0.0.1:{args.port}"
+        try:
+            wait_ready(f"{service_url}/v2/health/ready", 120, service)
+            targets.append(("onnx_service", service_url, service))
+            triton = None
+            if not args.skip_pytriton:
+                python = pytriton_python(args.pytriton_python)
+                libdir = subprocess.run(
+                    [
+                        str(python),
+                        "-c",
+                        "import sysconfig; print(sysconfig.get_config_var('LIBDIR'))",
+                    ],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout.strip()
+                env = {**os.environ, "LD_LIBRARY_PATH": libdir}
+                triton = subprocess.Popen(
+                    [
+                        str(python),
+                        __file__,
+                        "--serve-pytriton",
+                        str(workdir / "models"),
+                        "--triton-port",
+                        str(args.triton_port),
+                    ],
+                    env=env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                triton_url = f"http://127.0.0.1:{args.triton_port}"
+                for name in MODELS:
+                    wait_ready(f"{triton_url}/v2/models/{name}/ready", 300, triton)
+                targets.append(("pytriton", triton_url, triton))
+            measure(targets, bodies, args.seconds, results)
+            # raw onnxruntime driven with the batches the service actually formed at c=16
+            for run in results["runs"]:
+                if run["server"] == "onnx_service" and run["c"] == 16 and run["batching"] == "on":
+                    size = max(1, round(run.get("avg_batch", 1)))
+                    key = f"{run['model']} b{size}"
+                    if key not in results["raw"]:
+                        results["raw"][key] = raw_ort(files[run["model"]], size, 2.0)
+                    run["raw_same_batches"] = key
+        finally:
+            for _, _, process in targets:
+                stop(process)
+            if service.poll() is None:
+                stop(service)
+            if not args.skip_pytriton and triton is not None and triton.poll() is None:
+                stop(triton)
+
+    results["machine"] = machine()
+    table = render(results, args)
+    print(table)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+    if args.write_doc:
+        write_doc(table)
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text())
+        cpu = found.group(1).strip() if found else cpu
+    import onnxruntime as ort  # noqa: PLC0415
+
+    return (
+        f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, "
+        f"onnxruntime {ort.__version__}; hey runs on the same cores"
+    )
+
+
+def render(results: dict[str, Any], args: argparse.Namespace) -> str:
+    raw = results["raw"]
+    runs = results["runs"]
+
+    def peer(run: dict[str, Any]) -> dict[str, Any] | None:
+        for other in runs:
+            if (
+                other["server"] == "pytriton"
+                and other["model"] == run["model"]
+                and other["c"] == run["c"]
+            ):
+                return other
+        return None
+
+    lines = [
+        SECTION,
+        "",
+        f"Produced by `python bench/onnx_service/run.py --write-doc` (hey, {args.seconds:g} s per "
+        f"run after a 1 s warm-up; OIP JSON requests of one row). Machine: {results['machine']}.",
+        "",
+        "Raw onnxruntime in-process (the limit; same session options as the service):",
+        "",
+        "| model | batch | inferences/s | p50 per run (ms) | p99 (ms) |",
+        "|---|---|---|---|---|",
+    ]
+    for key, r in raw.items():
+        model, batch = key.split(" b")
+        lines.append(
+            f"| {model} | {batch} | {r['rps']:,.0f} | {r['p50_ms']:.3f} | {r['p99_ms']:.3f} |"
+        )
+    lines += [
+        "",
+        "Servers, same requests and load generator (inferences/s = requests/s, one row each):",
+        "",
+        "| server | model | c | batching | inferences/s | p50 (ms) | p99 (ms) | avg batch "
+        "| vs raw ORT | vs PyTriton |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        if run["c"] == 1:
+            base = raw[f"{run['model']} b1"]
+            vs_raw = f"+{run['p50_ms'] - base['p50_ms']:.3f} ms p50"
+        else:
+            key = run.get("raw_same_batches", f"{run['model']} b{MAX_BATCH}")
+            vs_raw = f"{run['rps'] / raw[key]['rps']:.0%} of {key.split(' ')[1]}"
+        other = peer(run)
+        vs_peer = (
+            f"{run['rps'] / other['rps']:.2f}x" if other and run["server"] != "pytriton" else ""
+        )
+        avg = f"{run['avg_batch']:.1f}" if "avg_batch" in run else ""
+        lines.append(
+            f"| {run['server']} | {run['model']} | {run['c']} | {run['batching']} "
+            f"| {run['rps']:,.0f} | {run['p50_ms']:.3f} | {run['p99_ms']:.3f} | {avg} "
+            f"| {vs_raw} | {vs_peer} |"
+        )
+    lines += [
+        "",
+        "`vs raw ORT`: at c=1 the median added latency over an in-process `session.run` of one row "
+        "(the service's number is end to end through hey); at c=16 the throughput relative to raw "
+        "onnxruntime running the batch size the service formed (`bN`: average inference_count / "
+        "exec_count from its /metrics during the run; batch 1 when batching is off). PyTriton "
+        f"serves with Triton's dynamic batcher (max {MAX_BATCH}, {DELAY_US} µs), the service's "
+        "`on` rows with the same settings.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_doc(table: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
+    start = text.find(SECTION + "\n")
+    if start == -1:
+        text = text.rstrip("\n") + "\n\n" + table
+    else:
+        nxt = text.find("\n## ", start + len(SECTION))
+        end = len(text) if nxt == -1 else nxt + 1
+        text = text[:start] + table + ("\n" if nxt != -1 else "") + text[end:]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
