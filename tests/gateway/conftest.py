@@ -5,6 +5,7 @@ Everything listens on random loopback ports inside one scratch directory that is
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import secrets
@@ -20,6 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from .upstreams import Upstream
 
@@ -157,27 +162,32 @@ def run_render(
         ANSIBLE_HOME=str(root / "ansible-home"),
         ANSIBLE_STDOUT_CALLBACK="default",
         ANSIBLE_RETRY_FILES_ENABLED="0",
+        ANSIBLE_PIPELINING="1",
         PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
     )
     return subprocess.run(
-        [str(playbook_bin if playbook_bin.exists() else "ansible-playbook"),
-         "-i", str(inventory), "-e", f"@{extra_vars}", str(PLAYBOOK), *extra],
-        capture_output=True, text=True, env=env, check=False, timeout=300,
+        [
+            str(playbook_bin if playbook_bin.exists() else "ansible-playbook"),
+            "-i",
+            str(inventory),
+            "-e",
+            f"@{extra_vars}",
+            str(PLAYBOOK),
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=300,
     )
 
 
 def provided_certificate(root: Path) -> tuple[str, str]:
     """A self-signed certificate and key, as a user would bring them."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "provided.test")])
     now = time.time()
-    import datetime as dt
-
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -224,8 +234,15 @@ def lab() -> Iterator[Lab]:
     api_keys = [
         {"name": "admin", "key": keys.admin, "role": "admin"},
         {"name": "alice", "key": keys.alice, "role": "user"},
-        {"name": "limited", "key": keys.limited, "role": "user",
-         "llm_rate": "1r/m", "llm_burst": 2, "onnx_rate": "1r/m", "onnx_burst": 0},
+        {
+            "name": "limited",
+            "key": keys.limited,
+            "role": "user",
+            "llm_rate": "1r/m",
+            "llm_burst": 2,
+            "onnx_rate": "1r/m",
+            "onnx_burst": 0,
+        },
         {"name": "streamer", "key": keys.streamer, "role": "user", "llm_streams": 1},
     ]
     per_host: dict[str, dict[str, object]] = {
@@ -240,7 +257,10 @@ def lab() -> Iterator[Lab]:
         # Two local Ollama replicas plus a peer host from an inventory group, every feature on.
         "gw-multi": {
             "gateway_api_keys": api_keys,
-            "gateway_ollama_servers": [upstreams["ollama-a"].address, upstreams["ollama-b"].address],
+            "gateway_ollama_servers": [
+                upstreams["ollama-a"].address,
+                upstreams["ollama-b"].address,
+            ],
             "gateway_ollama_group": "llm_hosts",
             "gateway_ollama_group_port": upstreams["ollama-peer"].port,
             "gateway_onnx_servers": [upstreams["onnx"].address],
@@ -302,15 +322,19 @@ def lab() -> Iterator[Lab]:
     inventory = {
         "all": {
             "hosts": {
-                "localhost": {"ansible_connection": "local",
-                              "ansible_python_interpreter": sys.executable},
+                "localhost": {
+                    "ansible_connection": "local",
+                    "ansible_python_interpreter": sys.executable,
+                },
             },
             "children": {
                 "scenarios": {"hosts": hostvars},
-                "llm_hosts": {"hosts": {
-                    "gw-multi": {},
-                    "peer-1": {"ansible_host": "127.0.0.1"},
-                }},
+                "llm_hosts": {
+                    "hosts": {
+                        "gw-multi": {},
+                        "peer-1": {"ansible_host": "127.0.0.1"},
+                    }
+                },
             },
         }
     }
@@ -324,8 +348,9 @@ def lab() -> Iterator[Lab]:
             up.stop()
         pytest.fail(f"rendering failed:\n{result.stdout}\n{result.stderr}")
     try:
-        yield Lab(root, root / "ca", keys, upstreams, scenarios, inventory_path, extra_vars,
-                  result.stdout)
+        yield Lab(
+            root, root / "ca", keys, upstreams, scenarios, inventory_path, extra_vars, result.stdout
+        )
     finally:
         for up in upstreams.values():
             up.stop()

@@ -19,8 +19,15 @@ def ca(lab: Lab) -> Path:
     return lab.ca_dir / "ca.crt"
 
 
-def call(gw: Gateway, ca: Path, method: str, path: str, key: str | None = None,
-         body: bytes | None = None, headers: dict[str, str] | None = None) -> Response:
+def call(
+    gw: Gateway,
+    ca: Path,
+    method: str,
+    path: str,
+    key: str | None = None,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     h = dict(headers or {})
     if key is not None:
         h["Authorization"] = f"Bearer {key}"
@@ -70,8 +77,15 @@ def test_both_key_headers_authenticate(multi: Gateway, ca: Path, lab: Lab) -> No
 
 @pytest.mark.parametrize(
     "path",
-    ["/api/pull", "/api/Delete", "/api/create", "/api/copy", "/api/push",
-             "/api/blobs/sha256:abc", "/v2/repository/index"]
+    [
+        "/api/pull",
+        "/api/Delete",
+        "/api/create",
+        "/api/copy",
+        "/api/push",
+        "/api/blobs/sha256:abc",
+        "/v2/repository/index",
+    ],
 )
 def test_model_management_is_admin_only(multi: Gateway, ca: Path, lab: Lab, path: str) -> None:
     payload = error_body(call(multi, ca, "POST", path, lab.keys.alice, b"{}"), 403)
@@ -103,12 +117,18 @@ def test_openai_prefix_maps_to_ollama_v1(multi: Gateway, ca: Path, lab: Lab) -> 
     assert v1.json()["upstream"] == "onnx"
 
 
-def test_upstreams_never_see_keys_and_get_a_request_id(multi: Gateway, ca: Path,
-                                                       lab: Lab) -> None:
+def test_upstreams_never_see_keys_and_get_a_request_id(multi: Gateway, ca: Path, lab: Lab) -> None:
     onnx = lab.upstreams["onnx"]
     onnx.reset()
-    call(multi, ca, "POST", "/v2/models/m/infer", lab.keys.alice, b"{}",
-         {"X-Request-ID": "client-chosen-id-1", "X-API-Key": lab.keys.alice})
+    call(
+        multi,
+        ca,
+        "POST",
+        "/v2/models/m/infer",
+        lab.keys.alice,
+        b"{}",
+        {"X-Request-ID": "client-chosen-id-1", "X-API-Key": lab.keys.alice},
+    )
     call(multi, ca, "GET", "/v2/models/m", lab.keys.alice)
     assert len(onnx.seen) == 2
     for seen in onnx.seen:
@@ -130,10 +150,17 @@ def test_security_headers_and_no_version(multi: Gateway, ca: Path) -> None:
     assert resp.headers["X-Request-ID"]
 
 
-def test_access_log_is_json_with_client_and_never_the_key(multi: Gateway, ca: Path,
-                                                          lab: Lab) -> None:
-    call(multi, ca, "GET", "/api/tags?secret=no", lab.keys.alice,
-         headers={"X-Request-ID": "log-check-1"})
+def test_access_log_is_json_with_client_and_never_the_key(
+    multi: Gateway, ca: Path, lab: Lab
+) -> None:
+    call(
+        multi,
+        ca,
+        "GET",
+        "/api/tags?secret=no",
+        lab.keys.alice,
+        headers={"X-Request-ID": "log-check-1"},
+    )
     entry = log_entry(multi, "log-check-1")
     assert entry["client"] == "alice"
     assert entry["role"] == "user"
@@ -144,8 +171,15 @@ def test_access_log_is_json_with_client_and_never_the_key(multi: Gateway, ca: Pa
     assert entry["tls"] in {"TLSv1.2", "TLSv1.3"}
     assert str(entry["upstream_addr"]).startswith("127.0.0.1:")
     assert entry["upstream_status"] == "200"
-    for field in ("request_time", "upstream_header_time", "upstream_response_time",
-                  "upstream_connect_time", "limit_req", "limit_conn", "bytes_sent"):
+    for field in (
+        "request_time",
+        "upstream_header_time",
+        "upstream_response_time",
+        "upstream_connect_time",
+        "limit_req",
+        "limit_conn",
+        "bytes_sent",
+    ):
         assert field in entry
     call(multi, ca, "GET", "/api/tags", "y" * 40, headers={"X-Request-ID": "log-check-2"})
     denied = log_entry(multi, "log-check-2")
@@ -157,16 +191,26 @@ def test_access_log_is_json_with_client_and_never_the_key(multi: Gateway, ca: Pa
     assert "y" * 40 not in logs
 
 
-def read_stream(gw: Gateway, ca: Path, path: str, key: str, body: bytes,
-                lab: Lab, upstream_names: tuple[str, ...]) -> tuple[list[bytes], bool]:
+def read_stream(
+    gw: Gateway,
+    ca: Path,
+    path: str,
+    key: str,
+    body: bytes,
+    lab: Lab,
+    upstream_names: tuple[str, ...],
+) -> tuple[list[bytes], bool]:
     """Read the first piece of a streamed reply while the upstream is still holding the rest."""
     for name in upstream_names:
         lab.upstreams[name].reset()
     conn = connect(gw.scenario.port, ca)
     try:
-        conn.request("POST", path, body=body,
-                     headers={"Authorization": f"Bearer {key}",
-                              "Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            path,
+            body=body,
+            headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         assert resp.status == 200
         first = resp.readline()
@@ -181,8 +225,14 @@ def read_stream(gw: Gateway, ca: Path, path: str, key: str, body: bytes,
 
 def test_ndjson_streams_through_unbuffered(multi: Gateway, ca: Path, lab: Lab) -> None:
     chunks, still_open = read_stream(
-        multi, ca, "/api/generate", lab.keys.alice, b'{"model": "m", "stream": true}',
-        lab, ("ollama-a", "ollama-b", "ollama-peer"))
+        multi,
+        ca,
+        "/api/generate",
+        lab.keys.alice,
+        b'{"model": "m", "stream": true}',
+        lab,
+        ("ollama-a", "ollama-b", "ollama-peer"),
+    )
     assert still_open, "the first line arrived only after the upstream had finished"
     lines = [json.loads(c) for c in chunks if c.strip()]
     assert [x["response"] for x in lines] == ["t0", "t1", "t2", "t3", "t4"]
@@ -191,21 +241,27 @@ def test_ndjson_streams_through_unbuffered(multi: Gateway, ca: Path, lab: Lab) -
 
 def test_sse_streams_through_unbuffered(multi: Gateway, ca: Path, lab: Lab) -> None:
     chunks, still_open = read_stream(
-        multi, ca, "/openai/v1/chat/completions", lab.keys.alice,
-        b'{"model": "m", "stream": true}', lab, ("ollama-a", "ollama-b", "ollama-peer"))
+        multi,
+        ca,
+        "/openai/v1/chat/completions",
+        lab.keys.alice,
+        b'{"model": "m", "stream": true}',
+        lab,
+        ("ollama-a", "ollama-b", "ollama-peer"),
+    )
     assert still_open, "the first event arrived only after the upstream had finished"
     events = [c for c in chunks if c.startswith(b"data:")]
     assert len(events) == 5
     assert events[-1] == b"data: [DONE]\n"
 
 
-def test_per_key_rate_limit_is_429_with_retry_after(multi: Gateway, ca: Path,
-                                                    lab: Lab) -> None:
+def test_per_key_rate_limit_is_429_with_retry_after(multi: Gateway, ca: Path, lab: Lab) -> None:
     # "limited": 1r/m with burst 2 on LLM routes, 1r/m without burst on ONNX routes.
     statuses = [call(multi, ca, "GET", "/api/tags", lab.keys.limited).status for _ in range(3)]
     assert statuses == [200, 200, 200]
-    over = call(multi, ca, "GET", "/api/tags", lab.keys.limited,
-                headers={"X-Request-ID": "limited-over-1"})
+    over = call(
+        multi, ca, "GET", "/api/tags", lab.keys.limited, headers={"X-Request-ID": "limited-over-1"}
+    )
     payload = error_body(over, 429)
     assert over.headers["Retry-After"] == "1"
     assert payload["error"]["type"] == "rate_limited"  # type: ignore[index]
@@ -224,8 +280,12 @@ def test_concurrent_streams_per_key_are_limited(multi: Gateway, ca: Path, lab: L
     conn = connect(multi.scenario.port, ca)
     body = b'{"model": "m", "stream": true}'
     try:
-        conn.request("POST", "/api/generate", body=body,
-                     headers={"Authorization": f"Bearer {lab.keys.streamer}"})
+        conn.request(
+            "POST",
+            "/api/generate",
+            body=body,
+            headers={"Authorization": f"Bearer {lab.keys.streamer}"},
+        )
         first = conn.getresponse()
         assert first.status == 200
         first.readline()
@@ -251,8 +311,9 @@ def test_load_is_spread_and_fails_over(multi: Gateway, ca: Path, lab: Lab) -> No
     assert all(c >= 5 for c in counts.values()), counts
 
 
-def test_no_blind_retry_of_a_post_that_reached_the_upstream(multi: Gateway, ca: Path,
-                                                            lab: Lab) -> None:
+def test_no_blind_retry_of_a_post_that_reached_the_upstream(
+    multi: Gateway, ca: Path, lab: Lab
+) -> None:
     pool = ("ollama-a", "ollama-b", "ollama-peer")
     for n in pool:
         lab.upstreams[n].reset()
@@ -268,9 +329,17 @@ def test_no_blind_retry_of_a_post_that_reached_the_upstream(multi: Gateway, ca: 
 def test_grafana_websocket_headers_and_own_auth(multi: Gateway, ca: Path, lab: Lab) -> None:
     grafana = lab.upstreams["grafana"]
     grafana.reset()
-    resp = call(multi, ca, "GET", "/grafana/api/live/ws",
-                headers={"Upgrade": "websocket", "Connection": "Upgrade",
-                         "Authorization": "Bearer glsa_token"})
+    resp = call(
+        multi,
+        ca,
+        "GET",
+        "/grafana/api/live/ws",
+        headers={
+            "Upgrade": "websocket",
+            "Connection": "Upgrade",
+            "Authorization": "Bearer glsa_token",
+        },
+    )
     assert resp.status == 200
     assert resp.json()["upgrade"] == "websocket"
     assert resp.json()["connection"] == "upgrade"
@@ -286,11 +355,17 @@ def test_prometheus_needs_basic_auth(multi: Gateway, ca: Path, lab: Lab) -> None
     error_body(none, 401)
     assert none.headers["WWW-Authenticate"].startswith("Basic")
     wrong = base64.b64encode(b"prom:wrong-password").decode()
-    error_body(call(multi, ca, "GET", "/prometheus/", headers={"Authorization": f"Basic {wrong}"}),
-               401)
+    error_body(
+        call(multi, ca, "GET", "/prometheus/", headers={"Authorization": f"Basic {wrong}"}), 401
+    )
     right = base64.b64encode(b"prom:prometheus-password-1").decode()
-    ok = call(multi, ca, "GET", "/prometheus/api/v1/query?query=up",
-              headers={"Authorization": f"Basic {right}"})
+    ok = call(
+        multi,
+        ca,
+        "GET",
+        "/prometheus/api/v1/query?query=up",
+        headers={"Authorization": f"Basic {right}"},
+    )
     assert ok.status == 200
     assert prom.count() == 1
     assert "Authorization" not in prom.seen[0].headers
@@ -324,8 +399,11 @@ def test_failover_when_an_upstream_dies(multi: Gateway, ca: Path, lab: Lab) -> N
     lab.upstreams["ollama-peer"].stop()
     for n in pool:
         lab.upstreams[n].reset()
-    statuses = [call(multi, ca, method, "/api/show", lab.keys.alice,
-                     b"{}" if method == "POST" else None).status
-                for method in ("GET", "POST") * 10]
+    statuses = [
+        call(
+            multi, ca, method, "/api/show", lab.keys.alice, b"{}" if method == "POST" else None
+        ).status
+        for method in ("GET", "POST") * 10
+    ]
     assert statuses == [200] * 20
     assert sum(lab.upstreams[n].count("/api/show") for n in pool) == 20

@@ -5,6 +5,7 @@ Each server records what it received so the tests can assert what the gateway fo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -76,10 +77,8 @@ class Upstream:
             self.server.server_close()
             with self.lock:
                 for conn in self.connections:
-                    try:
+                    with contextlib.suppress(OSError):
                         conn.shutdown(socket.SHUT_RDWR)
-                    except OSError:
-                        pass
             self.running = False
 
 
@@ -95,12 +94,10 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
         def finish(self) -> None:
             with up.lock:
                 up.connections.discard(self.connection)
-            try:
+            with contextlib.suppress(OSError):
                 super().finish()
-            except OSError:
-                pass
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             return
 
         def _body(self) -> bytes:
@@ -145,18 +142,28 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
                 return
             if path == "/api/generate" and b'"stream": true' in body:
-                lines = [json.dumps({"response": f"t{i}", "done": i == 4}).encode() + b"\n"
-                         for i in range(5)]
+                lines = [
+                    json.dumps({"response": f"t{i}", "done": i == 4}).encode() + b"\n"
+                    for i in range(5)
+                ]
                 self._stream("application/x-ndjson", lines)
                 return
             if path == "/v1/chat/completions" and b'"stream": true' in body:
-                lines = [f'data: {{"choices":[{{"delta":{{"content":"t{i}"}}}}]}}\n\n'.encode()
-                         for i in range(4)] + [b"data: [DONE]\n\n"]
+                lines = [
+                    f'data: {{"choices":[{{"delta":{{"content":"t{i}"}}}}]}}\n\n'.encode()
+                    for i in range(4)
+                ] + [b"data: [DONE]\n\n"]
                 self._stream("text/event-stream", lines)
                 return
             if self.headers.get("Upgrade", "").lower() == "websocket":
-                self._json(200, {"upstream": up.name, "upgrade": self.headers.get("Upgrade"),
-                                 "connection": self.headers.get("Connection")})
+                self._json(
+                    200,
+                    {
+                        "upstream": up.name,
+                        "upgrade": self.headers.get("Upgrade"),
+                        "connection": self.headers.get("Connection"),
+                    },
+                )
                 return
             self._json(200, {"upstream": up.name, "path": self.path, "method": self.command})
 
