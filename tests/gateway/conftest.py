@@ -384,3 +384,9 @@ def provided(lab: Lab) -> Iterator[Gateway]:
 @pytest.fixture(scope="module")
 def plain(lab: Lab) -> Iterator[Gateway]:
     yield from start_gateway(lab, "gw-plain")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "docker: runs the role against the local Docker engine (needs the lab image)"
+    )

@@ -1,0 +1,206 @@
+"""The whole role against this host's Docker engine: staged validation, container, idempotence.
+
+Needs Docker and the lab nginx image (tests/images/nginx, built as edgeai-lab/nginx:dev unless
+GATEWAY_TEST_IMAGE names another). Everything it creates has a random suffix and is removed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from .client import request
+from .conftest import collections_dir, free_port
+from .test_gateway_render import recap
+
+IMAGE = os.environ.get("GATEWAY_TEST_IMAGE", "edgeai-lab/nginx:dev")
+PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "role.yml"
+DOCKER = shutil.which("docker")
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DOCKER), *args], capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+def docker_ready() -> bool:
+    if DOCKER is None:
+        return False
+    if docker("info", check=False).returncode != 0:
+        return False
+    return docker("image", "inspect", IMAGE, check=False).returncode == 0
+
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(not docker_ready(), reason=f"needs Docker and the image {IMAGE}"),
+]
+
+
+@dataclass
+class Site:
+    root: Path
+    suffix: str
+    port: int
+    admin_key: str
+    vars_file: Path
+
+    @property
+    def container(self) -> str:
+        return f"gwtest-gateway-{self.suffix}"
+
+    @property
+    def live(self) -> Path:
+        return self.root / "cfg" / "live"
+
+    def converge(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        bindir = Path(sys.executable).parent
+        env = dict(os.environ)
+        env.update(
+            ANSIBLE_COLLECTIONS_PATH=str(collections_dir(self.root)),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
+            ANSIBLE_HOME=str(self.root / "ansible-home"),
+            ANSIBLE_PIPELINING="1",
+            PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
+        )
+        return subprocess.run(
+            [
+                str(bindir / "ansible-playbook"),
+                "-i",
+                "localhost,",
+                "-c",
+                "local",
+                "-e",
+                f"ansible_python_interpreter={sys.executable}",
+                "-e",
+                f"@{self.vars_file}",
+                str(PLAYBOOK),
+                *extra,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=600,
+        )
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[Site]:
+    suffix = secrets.token_hex(4)
+    root = Path(tempfile.mkdtemp(prefix="gw-role-"))
+    root.chmod(0o755)
+    nets = {kind: f"gwtest_{kind}_{suffix}" for kind in ("front", "back", "mon")}
+    upstream = f"gwtest-upstream-{suffix}"
+    port = free_port()
+    site = Site(root, suffix, port, secrets.token_hex(24), root / "vars.json")
+    site.vars_file.write_text(
+        json.dumps(
+            {
+                "gateway_image": IMAGE,
+                "gateway_container_name": site.container,
+                "gateway_config_dir": str(root / "cfg"),
+                "gateway_tls_ca_dir": str(root / "ca"),
+                "gateway_tls_ca_passphrase": "role-test-ca-passphrase",
+                "gateway_networks": list(nets.values()),
+                "gateway_monitoring_network": nets["mon"],
+                "gateway_bind_address": "127.0.0.1",
+                "gateway_port": port,
+                "gateway_upstream_resolve": False,
+                "gateway_api_keys": [{"name": "admin", "key": site.admin_key, "role": "admin"}],
+                "gateway_ollama_servers": [f"{upstream}:80"],
+                "gateway_onnx_servers": [f"{upstream}:80"],
+                "gateway_prometheus_users": [{"name": "prom", "password": "role-test-password"}],
+            }
+        )
+    )
+    try:
+        docker("network", "create", nets["front"])
+        docker("network", "create", "--internal", nets["back"])
+        docker("network", "create", "--internal", nets["mon"])
+        # A stand-in upstream (the same image's default server) on the back network.
+        docker("run", "-d", "--name", upstream, "--network", nets["back"], IMAGE)
+        yield site
+    finally:
+        for name in (site.container, f"{site.container}-configtest", upstream):
+            docker("rm", "-f", name, check=False)
+        for net in nets.values():
+            docker("network", "rm", net, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def inspect(name: str) -> dict[str, object]:
+    return json.loads(docker("inspect", name).stdout)[0]
+
+
+def test_first_converge_runs_a_hardened_gateway(site: Site) -> None:
+    result = site.converge()
+    assert result.returncode == 0, result.stdout + result.stderr
+    info = inspect(site.container)
+    host = info["HostConfig"]
+    assert info["State"]["Running"] is True
+    assert info["Config"]["User"] == "101:101"
+    assert host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"]
+    assert not host.get("CapAdd")
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["RestartPolicy"]["Name"] == "unless-stopped"
+    assert host["PortBindings"] == {
+        f"{site.port}/tcp": [{"HostIp": "127.0.0.1", "HostPort": str(site.port)}]
+    }
+    assert len(info["NetworkSettings"]["Networks"]) == 3
+    assert info["Config"]["Healthcheck"]["Test"][0] == "CMD"
+    ca = site.root / "ca" / "ca.crt"
+    assert request(site.port, "GET", "/healthz", ca=ca).status == 200
+    assert request(site.port, "GET", "/api/tags", ca=ca).status == 401
+    proxied = request(site.port, "GET", "/api/tags", ca=ca, headers={"X-API-Key": site.admin_key})
+    assert proxied.status == 404  # the stand-in upstream's own 404 page, through the gateway
+    assert b"nginx" in proxied.body
+    status = docker("exec", site.container, "curl", "-fsS", "http://127.0.0.1:8080/stub_status")
+    assert "Active connections" in status.stdout
+
+
+def test_second_converge_changes_nothing(site: Site) -> None:
+    result = site.converge()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert recap(result.stdout)["localhost"]["changed"] == 0, result.stdout
+
+
+def test_a_bad_config_never_reaches_the_running_gateway(site: Site) -> None:
+    before = (site.live / "nginx.conf").read_text()
+    started = inspect(site.container)["State"]["StartedAt"]
+    result = site.converge("-e", '{"gateway_ollama_servers": ["no-such-upstream:80"]}')
+    assert result.returncode != 0
+    assert "host not found in upstream" in result.stdout
+    assert (site.live / "nginx.conf").read_text() == before
+    assert inspect(site.container)["State"]["StartedAt"] == started
+    ca = site.root / "ca" / "ca.crt"
+    assert request(site.port, "GET", "/healthz", ca=ca).status == 200
+
+
+def test_a_new_key_is_live_after_a_reload_not_a_restart(site: Site) -> None:
+    started = inspect(site.container)["State"]["StartedAt"]
+    new_key = secrets.token_hex(24)
+    keys = [
+        {"name": "admin", "key": site.admin_key, "role": "admin"},
+        {"name": "new", "key": new_key, "role": "user"},
+    ]
+    result = site.converge("-e", json.dumps({"gateway_api_keys": keys}))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Reload nginx in the gateway container" in result.stdout
+    assert inspect(site.container)["State"]["StartedAt"] == started
+    ca = site.root / "ca" / "ca.crt"
+    resp = request(site.port, "GET", "/api/tags", ca=ca, headers={"X-API-Key": new_key})
+    assert resp.status == 404  # authenticated, proxied to the stand-in
