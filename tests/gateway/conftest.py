@@ -108,7 +108,7 @@ class Gateway:
         wait_for_port(scenario.status_port, self.proc, scenario.error_log)
 
     def access_entries(self) -> list[dict[str, object]]:
-        # The access log is written by the worker after the response; give it a moment to land.
+        # The access log is buffered (flushed every second): callers poll.
         lines = self.scenario.access_log.read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 

@@ -37,7 +37,7 @@ def call(
 
 
 def log_entry(gw: Gateway, request_id: str) -> dict[str, object]:
-    for _ in range(100):
+    for _ in range(300):
         for entry in gw.access_entries():
             if entry["request_id"] == request_id:
                 return entry

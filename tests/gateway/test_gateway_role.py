@@ -145,6 +145,13 @@ def inspect(name: str) -> dict[str, object]:
     return json.loads(docker("inspect", name).stdout)[0]
 
 
+def test_check_mode_on_a_fresh_host_changes_nothing(site: Site) -> None:
+    result = site.converge("--check")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert docker("inspect", site.container, check=False).returncode != 0
+    assert not (site.live / "nginx.conf").exists()
+
+
 def test_first_converge_runs_a_hardened_gateway(site: Site) -> None:
     result = site.converge()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -176,6 +183,9 @@ def test_second_converge_changes_nothing(site: Site) -> None:
     result = site.converge()
     assert result.returncode == 0, result.stdout + result.stderr
     assert recap(result.stdout)["localhost"]["changed"] == 0, result.stdout
+    check = site.converge("--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert recap(check.stdout)["localhost"]["changed"] == 0, check.stdout
 
 
 def test_a_bad_config_never_reaches_the_running_gateway(site: Site) -> None:

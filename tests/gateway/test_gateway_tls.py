@@ -94,7 +94,7 @@ def test_tls_can_be_off_and_limits_dry_run(plain: Gateway, lab: Lab) -> None:
     ]
     conn.close()
     assert statuses == [200] * 5
-    for _ in range(100):
+    for _ in range(300):
         entries = {e["request_id"]: e for e in plain.access_entries()}
         if "dry-4" in entries:
             break
