@@ -1,0 +1,289 @@
+"""Fixtures: playbooks/model_sync.yml against this machine, with real service containers.
+
+The "edge host" is localhost (connection local); its model repository and staging directories are
+scratch directories. Two replicas of the real ONNX service image share the model directory
+(mounted read-only, as on an edge host) on two consecutive loopback ports, and the Ollama
+stand-in answers on a third. Everything is named msync-<random> and removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PLAYBOOK = REPO / "playbooks" / "model_sync.yml"
+ONNX_IMAGE = os.environ.get("MSYNC_ONNX_IMAGE", "edgeai-lab/onnx-service:dev")
+OLLAMA_IMAGE = os.environ.get("MSYNC_OLLAMA_IMAGE", "edgeai-lab/ollama-standin:dev")
+DOCKER = shutil.which("docker")
+REPLICAS = 2
+
+
+def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(DOCKER), *args], capture_output=True, text=True, check=check, timeout=120
+    )
+
+
+def docker_ready() -> bool:
+    if DOCKER is None or docker("info", check=False).returncode != 0:
+        return False
+    return all(
+        docker("image", "inspect", image, check=False).returncode == 0
+        for image in (ONNX_IMAGE, OLLAMA_IMAGE)
+    )
+
+
+pytestmark = pytest.mark.skipif(
+    not docker_ready(), reason=f"needs Docker and the images {ONNX_IMAGE}, {OLLAMA_IMAGE}"
+)
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_ports(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    for _ in range(200):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            first = int(s.getsockname()[1])
+        if first + count < 65535 and all(_free(first + i) for i in range(count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def http(
+    method: str, url: str, body: Any = None, timeout: float = 10
+) -> tuple[int, dict[str, Any]]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+            return resp.status, json.loads(raw) if raw else {}
+    except urllib.error.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw)
+        except ValueError:
+            return err.code, {"error": raw.decode(errors="replace")}
+
+
+def wait_http(url: str, what: str, container: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if http("GET", url, timeout=2)[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    logs = docker("logs", container, check=False)
+    raise RuntimeError(f"{what} did not answer {url}:\n{logs.stdout}\n{logs.stderr}")
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str
+    stderr: str
+
+    def recap(self, host: str = "edge-1") -> dict[str, int]:
+        match = re.search(rf"^{re.escape(host)}\s+:\s+(.*)$", self.stdout, re.M)
+        assert match, f"no recap for {host}:\n{self.stdout}\n{self.stderr}"
+        return {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", match.group(1))}
+
+    def __str__(self) -> str:
+        return f"rc={self.rc}\n{self.stdout}\n{self.stderr}"
+
+
+@dataclass
+class Site:
+    root: Path
+    models_dir: Path
+    files: Path
+    onnx_port: int
+    ollama_port: int
+    hosts: dict[str, dict[str, Any]]
+
+    @property
+    def onnx_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{self.onnx_port + i}" for i in range(REPLICAS)]
+
+    @property
+    def ollama_url(self) -> str:
+        return f"http://127.0.0.1:{self.ollama_port}"
+
+    def run(
+        self, variables: dict[str, Any], *args: str, limit: str = "edge-1", timeout: float = 300
+    ) -> Result:
+        """ansible-playbook playbooks/model_sync.yml with ``variables`` as extra vars."""
+        extra = self.root / f"extra-{secrets.token_hex(4)}.json"
+        extra.write_text(json.dumps(variables))
+        bindir = Path(sys.executable).parent
+        env = dict(os.environ)
+        env.update(
+            ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+            ANSIBLE_COLLECTIONS_PATH=str(collections_dir(self.root)),
+            ANSIBLE_NOCOLOR="1",
+            ANSIBLE_FORCE_COLOR="0",
+            ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
+            ANSIBLE_HOME=str(self.root / "ansible-home"),
+            ANSIBLE_STDOUT_CALLBACK="default",
+            ANSIBLE_PIPELINING="1",
+            HOME=str(self.root / "home"),
+            PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
+        )
+        proc = subprocess.run(
+            [
+                str(bindir / "ansible-playbook"),
+                "-i",
+                str(self.root / "inventory.json"),
+                "-e",
+                f"@{extra}",
+                "--limit",
+                limit,
+                str(PLAYBOOK),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    # the ONNX service -----------------------------------------------------------------------
+    def infer(self, url: str, model: str, x: np.ndarray) -> tuple[int, dict[str, Any]]:
+        body = {
+            "inputs": [
+                {"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+            ]
+        }
+        return http("POST", f"{url}/v2/models/{model}/infer", body)
+
+    def served_versions(self, url: str, model: str) -> list[str]:
+        status, body = http("GET", f"{url}/v2/models/{model}")
+        return list(body.get("versions", [])) if status == 200 else []
+
+    def version_dirs(self, model: str) -> list[int]:
+        base = self.models_dir / model
+        if not base.is_dir():
+            return []
+        return sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
+
+    # the Ollama stand-in ----------------------------------------------------------------------
+    def ollama_names(self) -> list[str]:
+        status, body = http("GET", f"{self.ollama_url}/api/tags")
+        assert status == 200, body
+        return sorted(m["name"] for m in body["models"])
+
+
+def collections_dir(root: Path) -> Path:
+    """A collections path holding only this checkout as edgeai.appliance."""
+    base = root / "collections" / "ansible_collections" / "edgeai"
+    base.mkdir(parents=True, exist_ok=True)
+    link = base / "appliance"
+    if not link.exists():
+        link.symlink_to(REPO)
+    return root / "collections"
+
+
+@pytest.fixture(scope="session")
+def site() -> Iterator[Site]:
+    suffix = secrets.token_hex(3)
+    root = Path(tempfile.mkdtemp(prefix="msync-"))
+    root.chmod(0o755)
+    models_dir = root / "edge-1" / "models"
+    models_dir.mkdir(parents=True)
+    for path in (root / "edge-1", models_dir):
+        path.chmod(0o755)  # the service runs as uid 10001 and must read the repository
+    (root / "home").mkdir()
+    files = root / "controller"
+    files.mkdir()
+    onnx_port = free_ports(REPLICAS)
+    ollama_port = free_ports(1)
+    containers: list[str] = []
+    try:
+        for i in range(REPLICAS):
+            name = f"msync-onnx-{suffix}-{i + 1}"
+            docker(
+                "run", "-d", "--name", name, "--read-only", "--cap-drop", "ALL",
+                "--security-opt", "no-new-privileges",
+                "-v", f"{models_dir}:/models:ro",
+                "-p", f"127.0.0.1:{onnx_port + i}:8001",
+                ONNX_IMAGE,
+            )  # fmt: skip
+            containers.append(name)
+        name = f"msync-ollama-{suffix}"
+        docker(
+            "run", "-d", "--name", name, "--read-only", "--cap-drop", "ALL",
+            "--security-opt", "no-new-privileges", "--tmpfs", "/tmp",
+            "-e", "OLLAMA_STANDIN_TOKEN_DELAY=0",
+            "-p", f"127.0.0.1:{ollama_port}:11434",
+            OLLAMA_IMAGE,
+        )  # fmt: skip
+        containers.append(name)
+        for i in range(REPLICAS):
+            wait_http(
+                f"http://127.0.0.1:{onnx_port + i}/v2/health/ready", "onnx-service", containers[i]
+            )
+        wait_http(f"http://127.0.0.1:{ollama_port}/api/version", "ollama stand-in", name)
+
+        common = {
+            "ansible_connection": "local",
+            "ansible_python_interpreter": sys.executable,
+            "ansible_become": False,
+            "onnx_service_replicas": REPLICAS,
+            "onnx_service_host_port": onnx_port,
+            "onnx_service_models_cache_dir": str(root / "controller-cache"),
+            "ollama_replicas": 1,
+            "ollama_host_port": ollama_port,
+        }
+        hosts = {
+            "edge-1": {
+                **common,
+                "onnx_service_models_dir": str(models_dir),
+                "ollama_models_staging_dir": str(root / "edge-1" / "gguf"),
+            },
+            # A second host for the rollout tests: its own (empty) repository, no own services.
+            "edge-2": {
+                **common,
+                "onnx_service_models_dir": str(root / "edge-2" / "models"),
+                "ollama_models_staging_dir": str(root / "edge-2" / "gguf"),
+            },
+        }
+        inventory = {"all": {"children": {"edge": {"hosts": hosts}}}}
+        (root / "inventory.json").write_text(json.dumps(inventory))
+        yield Site(root, models_dir, files, onnx_port, ollama_port, hosts)
+    finally:
+        for name in containers:
+            docker("rm", "-f", "-v", name, check=False)
+        if not os.environ.get("MSYNC_KEEP"):
+            shutil.rmtree(root, ignore_errors=True)
