@@ -20,11 +20,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onnx_service import __version__, v1, v2
 from onnx_service.errors import PayloadTooLargeError, ServiceError
+from onnx_service.fastpath import InferFastPath, infer_openapi_paths
 from onnx_service.metrics import Metrics
 from onnx_service.repository import ModelRepository
 from onnx_service.schemas import (
     ErrorResponse,
     InferRequest,
+    InferResponse,
     ModelLoadRequest,
     RepositoryIndexRequest,
     V1PredictRequest,
@@ -162,7 +164,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
+    app.add_middleware(InferFastPath)
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # outside the fast path
 
     @app.get(
         "/metrics",
@@ -182,7 +185,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 routes=app.routes,
             )
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (*SELF_PARSED, ErrorResponse):
+            schema["paths"] = {**infer_openapi_paths(), **schema["paths"]}
+            for model in (*SELF_PARSED, InferResponse, ErrorResponse):
                 definition = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(definition.pop("$defs", {}))
                 components[model.__name__] = definition

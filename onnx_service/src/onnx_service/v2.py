@@ -1,19 +1,20 @@
-"""Open Inference Protocol (KServe V2 / Triton HTTP) on /v2, with the repository extension."""
+"""Open Inference Protocol (KServe V2 / Triton HTTP) on /v2, with the repository extension.
+
+Inference itself (the hot path) is served by :mod:`onnx_service.fastpath`.
+"""
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from onnx_service import __version__
-from onnx_service.codec import decode_infer, decompress, encode_infer, load_json, validate
-from onnx_service.deps import Repository, counted, errors, json_body, parse_version
+from onnx_service.codec import load_json, validate
+from onnx_service.deps import Repository, errors, json_body, parse_version
 from onnx_service.errors import LoadError, ServiceError
-from onnx_service.model import ModelVersion, Outputs
+from onnx_service.model import ModelVersion
 from onnx_service.repository import ModelRepository
 from onnx_service.schemas import (
-    InferRequest,
-    InferResponse,
     LiveResponse,
     ModelConfigResponse,
     ModelLoadRequest,
@@ -34,6 +35,9 @@ router = APIRouter(prefix="/v2", tags=["v2"])
 
 class LoadFailedError(ServiceError):
     status_code = 400
+
+
+# --- server metadata and health ------------------------------------------------------------
 
 
 @router.get("", response_model=ServerMetadata)
@@ -158,60 +162,6 @@ async def model_version_config(
     model_name: str, model_version: str, repository: Repository
 ) -> ModelConfigResponse:
     return _config(repository.get(model_name, parse_version(model_version)))
-
-
-# --- inference ------------------------------------------------------------------------------
-
-INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {
-        "model": InferResponse,
-        "content": {"application/octet-stream": {}},
-        "description": "Outputs; binary_tensor_data answers put raw tensors after the JSON",
-    },
-    **errors(400, 404, 413, 500, 503),
-}
-
-
-async def _infer(repository: ModelRepository, name: str, version: int | None, request: Request):
-    body = await request.body()
-    # No await between choosing the version and counting the request in flight: a swap
-    # in between could otherwise retire (and close) the version this request holds.
-    mv = repository.get(name, version)
-    headers = request.headers
-    limit: int = request.app.state.settings.max_request_bytes
-
-    async def work() -> Response:
-        raw = decompress(body, headers.get("content-encoding"), limit)
-        decoded = decode_infer(raw, headers.get("inference-header-content-length"), mv)
-        rows = mv.batch_size(decoded.feeds)
-        outputs: Outputs = await mv.infer(decoded.feeds, decoded.wanted, rows)
-        content, extra = encode_infer(mv, decoded.request.id, outputs, decoded.binary)
-        media = "application/octet-stream" if extra else "application/json"
-        return Response(content, media_type=media, headers=extra)
-
-    return await counted(mv, work)
-
-
-@router.post(
-    "/models/{model_name}/infer",
-    response_model=None,
-    responses=INFER_RESPONSES,
-    openapi_extra=json_body(InferRequest),
-)
-async def infer(model_name: str, request: Request, repository: Repository) -> Response:
-    return await _infer(repository, model_name, None, request)
-
-
-@router.post(
-    "/models/{model_name}/versions/{model_version}/infer",
-    response_model=None,
-    responses=INFER_RESPONSES,
-    openapi_extra=json_body(InferRequest),
-)
-async def infer_version(
-    model_name: str, model_version: str, request: Request, repository: Repository
-) -> Response:
-    return await _infer(repository, model_name, parse_version(model_version), request)
 
 
 # --- repository extension -------------------------------------------------------------------
