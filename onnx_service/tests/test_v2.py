@@ -237,6 +237,10 @@ def test_missing_input_and_body_limit(client: TestClient) -> None:
     response = client.post("/v2/models/tiny/infer", content=big)
     assert response.status_code == 413
     assert "limit" in response.json()["error"]
+    chunks = iter([b"{", b" " * (BODY_LIMIT // 2), b" " * (BODY_LIMIT // 2), b"}"])
+    streamed = client.post("/v2/models/tiny/infer", content=chunks)  # no Content-Length
+    assert streamed.status_code == 413
+    assert "limit" in streamed.json()["error"]
 
 
 def test_unknown_routes_answer_json(client: TestClient) -> None:
