@@ -79,6 +79,8 @@ def test_dynamic_batching_needs_a_batch_dimension(tmp_path: Path) -> None:
 def test_version_policies(tmp_path: Path, policy: str, served: list[str]) -> None:
     for v in (1, 2, 3):
         scale(tmp_path / "m" / str(v) / "model.onnx", float(v))
+    scale(tmp_path / "m" / "²" / "model.onnx", 9.0)  # not a version: isdigit() but not 0-9
+    scale(tmp_path / "m" / "0" / "model.onnx", 9.0)  # versions start at 1
     (tmp_path / "m" / "config.yaml").write_text(policy)
     with TestClient(make_app(tmp_path)) as client:
         assert client.get("/v2/models/m").json()["versions"] == served

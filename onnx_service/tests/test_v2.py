@@ -1,5 +1,6 @@
 """The Open Inference Protocol on /v2, checked against direct onnxruntime runs."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -156,6 +157,9 @@ def test_versioned_infer(client: TestClient) -> None:
     assert missing.status_code == 404
     assert "unknown version 2" in missing.json()["error"]
     assert client.post("/v2/models/flat/versions/one/infer", json=x).status_code == 400
+    assert client.post("/v2/models/flat/versions/²/infer", json=x).status_code == 400
+    assert client.get("/v2/models/flat/versions/²").status_code == 400
+    assert client.get("/v2/models/flat/versions/0/ready").status_code == 400
 
 
 X16 = [0.5] * 16
@@ -179,6 +183,9 @@ ERROR_CASES = [
     ("tiny", _inputs(shape=[16]), 400, "shape [16]"),
     ("tiny", _inputs(shape=[1, -16]), 400, "shape"),
     ("tiny", _inputs(shape=[2, 16]), 400, "data has 16 elements but shape [2, 16] needs 32"),
+    ("tiny", _inputs(shape=[2**62, 16], data=[]), 400, "data has 0 elements"),
+    ("tiny", _inputs(shape=[10**30, 16]), 400, "shape"),
+    ("tiny", _inputs(shape=[2**62, 16], parameters={"binary_data_size": 0}), 400, "does not fit"),
     ("tiny", _inputs(data=[[1, 2], [3]]), 400, "not a regular array"),
     ("tiny", _inputs(data=["a"] * 16), 400, "not FP32"),
     ("tiny", _inputs(data=None), 400, "has no data"),
@@ -198,7 +205,7 @@ ERROR_CASES = [
 def test_bad_requests_get_clear_json_errors(
     client: TestClient, model: str, body: object, status: int, message: str
 ) -> None:
-    content = body if isinstance(body, bytes) else orjson.dumps(body)
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()  # big ints too
     response = client.post(f"/v2/models/{model}/infer", content=content)
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/json"

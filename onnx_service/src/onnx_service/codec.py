@@ -1,5 +1,6 @@
 """Turning protocol payloads into numpy arrays and back, with clear 400s for bad input."""
 
+import math
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ def _tensor(
     tensor: RequestInput, spec: TensorSpec, binary: bytes, offset: int
 ) -> tuple[np.ndarray, int]:
     """One input's array, from JSON data or from the binary section at ``offset``."""
-    count = int(np.prod(tensor.shape, dtype=np.int64))
+    count = math.prod(tensor.shape)  # exact: a numpy product could overflow and wrap
     size = (tensor.parameters or {}).get("binary_data_size")
     if size is None:
         if tensor.data is None:

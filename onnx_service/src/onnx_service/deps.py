@@ -25,7 +25,7 @@ Repository = Annotated[ModelRepository, Depends(get_repository)]
 
 
 def parse_version(version: str) -> int:
-    if not version.isdigit() or int(version) < 1:
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise InvalidRequestError(f"model version must be a positive integer, not '{version}'")
     return int(version)
 

@@ -70,7 +70,8 @@ def _file_fingerprint(path: Path) -> tuple[int, int, int]:
 def _version_dirs(model_dir: Path) -> dict[int, Path]:
     versions: dict[int, Path] = {}
     for child in model_dir.iterdir():
-        if child.name.isdigit() and int(child.name) > 0 and (child / "model.onnx").is_file():
+        name = child.name
+        if name.isascii() and name.isdigit() and int(name) > 0 and (child / "model.onnx").is_file():
             versions[int(child.name)] = child / "model.onnx"
     return versions
 
