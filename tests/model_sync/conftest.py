@@ -156,6 +156,7 @@ class Site:
             ANSIBLE_HOME=str(self.root / "ansible-home"),
             ANSIBLE_STDOUT_CALLBACK="default",
             ANSIBLE_PIPELINING="1",
+            ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
             HOME=str(self.root / "home"),
             PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
         )
@@ -177,13 +178,20 @@ class Site:
             check=False,
             timeout=timeout,
         )
+        with (self.root / "runs.log").open("a") as log:  # kept with MSYNC_KEEP=1
+            log.write(f"=== {' '.join(args)} {json.dumps(variables)}\n{proc.stdout}{proc.stderr}\n")
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     # the ONNX service -----------------------------------------------------------------------
     def infer(self, url: str, model: str, x: np.ndarray) -> tuple[int, dict[str, Any]]:
         body = {
             "inputs": [
-                {"name": "x", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}
+                {
+                    "name": "x",
+                    "shape": list(x.shape),
+                    "datatype": "FP32",
+                    "data": x.ravel().tolist(),
+                }
             ]
         }
         return http("POST", f"{url}/v2/models/{model}/infer", body)

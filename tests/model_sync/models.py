@@ -1,4 +1,4 @@
-"""Small real ONNX models for the delivery tests, built with the onnx helper, and local references."""
+"""Small real ONNX models for the delivery tests (built with the onnx helper) and references."""
 
 from __future__ import annotations
 

@@ -5,8 +5,10 @@ The tests build on each other in file order (one model repository, one pair of r
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +51,7 @@ def test_sync_serves_a_model(site: Site) -> None:
     installed = site.models_dir / MODEL / "1" / "model.onnx"
     assert installed.read_bytes() == v1.read_bytes()
     assert installed.stat().st_mode & 0o777 == 0o644
-    assert not any((site.models_dir / ".staging").iterdir())
+    assert not (site.models_dir / ".staging").exists()
     assert_serves(site, v1, 1)
 
 
@@ -61,3 +63,146 @@ def test_second_sync_changes_and_transfers_nothing(site: Site) -> None:
     assert result.recap()["changed"] == 0, result
     assert snapshot(site.models_dir) == before
     assert_serves(site, v1, 1)
+
+
+def test_check_mode_reports_and_changes_nothing(site: Site) -> None:
+    v2 = mlp(site.files / "tiny-2.onnx", seed=2)
+    before = snapshot(site.models_dir)
+    result = site.run({"onnx_service_models": [entry(v2, 2)]}, "--tags", "onnx", "--check")
+    assert result.rc == 0, result
+    assert result.recap()["changed"] > 0, result
+    assert "tiny version 2: new version" in result.stdout
+    assert snapshot(site.models_dir) == before
+    assert_serves(site, site.files / "tiny-1.onnx", 1)
+
+
+def test_corrupted_file_is_rejected_and_the_old_version_keeps_serving(site: Site) -> None:
+    good = mlp(site.files / "tiny-2.onnx", seed=2)
+    manifest = entry(good, 2)
+    damaged = site.files / "tiny-2-damaged.onnx"
+    data = bytearray(good.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    manifest["src"] = str(damaged)
+    result = site.run({"onnx_service_models": [manifest]}, "--tags", "onnx")
+    assert result.rc != 0, result
+    assert "ONNX model 'tiny' version 2 was not installed" in result.stdout, result
+    assert f"says {manifest['sha256']}" in result.stdout
+    assert site.version_dirs(MODEL) == [1]
+    assert not (site.models_dir / ".staging").exists()
+    assert_serves(site, site.files / "tiny-1.onnx", 1)
+
+
+def test_rejected_load_rolls_back(site: Site) -> None:
+    """A file the service cannot load, and a config.yaml it refuses: both are undone."""
+    broken = site.files / "tiny-2-broken.onnx"
+    broken.write_bytes(b"this is not an onnx model\n" * 64)
+    result = site.run({"onnx_service_models": [entry(broken, 2)]}, "--tags", "onnx")
+    assert result.rc != 0, result
+    assert "ONNX model 'tiny' version 2 was not installed" in result.stdout, result
+    assert "rejected the load (HTTP 400" in result.stdout
+    assert site.version_dirs(MODEL) == [1]
+    assert_serves(site, site.files / "tiny-1.onnx", 1)
+
+    good = site.files / "tiny-2.onnx"
+    result = site.run(
+        {"onnx_service_models": [entry(good, 2, config={"no_such_key": 1})]}, "--tags", "onnx"
+    )
+    assert result.rc != 0, result
+    assert "rejected the load" in result.stdout, result
+    assert not (site.models_dir / MODEL / "config.yaml").exists()
+    assert site.version_dirs(MODEL) == [1]
+    assert_serves(site, site.files / "tiny-1.onnx", 1)
+
+
+def test_new_version_goes_live_under_load_without_a_failed_request(site: Site) -> None:
+    v1, v2 = site.files / "tiny-1.onnx", site.files / "tiny-2.onnx"
+    x = sample()
+    answers = {str(v): reference(p, x) for v, p in ((1, v1), (2, v2))}
+    stop = threading.Event()
+    failures: list[str] = []
+    seen: list[str] = []
+
+    def client(url: str) -> None:
+        while not stop.is_set():
+            try:
+                status, body = site.infer(url, MODEL, x)
+            except OSError as exc:
+                failures.append(f"{url}: {exc}")
+                continue
+            if status != 200:
+                failures.append(f"{url}: {status} {body}")
+                continue
+            version = body["model_version"]
+            got = np.asarray(body["outputs"][0]["data"], dtype=np.float32).reshape(x.shape[0], -1)
+            if not np.allclose(got, answers[version], rtol=1e-6, atol=1e-6):
+                failures.append(f"{url}: wrong numbers for version {version}")
+            seen.append(version)
+            time.sleep(0.01)  # steady traffic that leaves the 2 cores to Ansible too
+
+    threads = [threading.Thread(target=client, args=(url,)) for url in site.onnx_urls]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        result = site.run({"onnx_service_models": [entry(v2, 2)]}, "--tags", "onnx")
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert result.rc == 0, result
+    assert failures == []
+    assert "1" in seen
+    assert "2" in seen
+    assert seen[-1] == "2"
+    assert site.version_dirs(MODEL) == [1, 2]
+    assert_serves(site, v2, 2)
+
+
+def test_keep_prunes_old_versions_after_the_new_one_serves(site: Site) -> None:
+    v3 = mlp(site.files / "tiny-3.onnx", seed=3)
+    result = site.run(
+        {
+            "onnx_service_models": [entry(v3, 3, config={"max_batch_size": 8})],
+            "onnx_service_models_keep": 2,
+        },
+        "--tags",
+        "onnx",
+    )
+    assert result.rc == 0, result
+    assert site.version_dirs(MODEL) == [2, 3]
+    assert (site.models_dir / MODEL / "config.yaml").read_text() == "max_batch_size: 8\n"
+    assert_serves(site, v3, 3)
+    for url in site.onnx_urls:  # the config is live: 9 rows are over max_batch_size
+        status, body = site.infer(url, MODEL, sample(9))
+        assert status == 400, body
+        assert site.served_versions(url, MODEL) == ["3"]
+
+
+def test_a_changed_file_for_a_listed_version_replaces_it(site: Site) -> None:
+    """Same version number, new file: swapped in; and from a URL, via the controller's cache."""
+    v3b = mlp(site.files / "tiny-3b.onnx", seed=33)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site.files))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tiny-3b.onnx"
+        manifest = {"name": MODEL, "version": 3, "sha256": sha256(v3b), "url": url}
+        variables = {
+            "onnx_service_models": [{**manifest, "config": {"max_batch_size": 8}}],
+            "onnx_service_models_keep": 2,
+        }
+        result = site.run(variables, "--tags", "onnx")
+        assert result.rc == 0, result
+        assert (site.root / "controller-cache" / f"{manifest['sha256']}.onnx").exists()
+        assert_serves(site, v3b, 3)
+        assert site.version_dirs(MODEL) == [2, 3]
+        again = site.run(variables, "--tags", "onnx")
+        assert again.rc == 0, again
+        assert again.recap()["changed"] == 0, again
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert http("GET", f"{site.onnx_urls[0]}/v2/health/ready")[0] == 200
