@@ -43,6 +43,7 @@ def test_model_metadata(client: TestClient) -> None:
     assert client.get("/v2/models/tiny/versions/1").json() == meta
     assert client.get("/v2/models/tiny/ready").json() == {"name": "tiny", "ready": True}
     assert client.get("/v2/models/tiny/versions/1/ready").status_code == 200
+    assert client.get("/v2/models/tiny/versions/2/ready").status_code == 404
     config = client.get("/v2/models/batched/config").json()
     assert config["max_batch_size"] == 8
     assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [16]}]

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from onnx_service import __version__
 from onnx_service.codec import load_json, validate
 from onnx_service.deps import Repository, errors, json_body, parse_version
-from onnx_service.errors import LoadError, ServiceError
+from onnx_service.errors import LoadError, NotFoundError, ServiceError
 from onnx_service.model import ModelVersion
 from onnx_service.repository import ModelRepository
 from onnx_service.schemas import (
@@ -93,6 +93,8 @@ async def model_version_metadata(
 
 def _ready(repository: ModelRepository, name: str, version: int | None) -> JSONResponse:
     entry = repository.entry(name)
+    if version is not None and version not in entry.serving and version not in entry.statuses:
+        raise NotFoundError(f"unknown version {version} of model '{name}'")
     ok = bool(entry.serving) if version is None else version in entry.serving
     return JSONResponse({"name": name, "ready": ok}, status_code=200 if ok else 503)
 
