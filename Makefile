@@ -15,6 +15,8 @@ LAB := PYTHONPATH=tools $(PY) -m edgelab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export MOLECULE_GLOB := molecule/*/molecule.yml
+# Molecule's edge host publishes its gateway here (the lab's uses 30080), for tests as a client
+export EDGEAI_PUBLISHED_PORTS ?= ["127.0.0.1:30081:30080"]
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 
 .PHONY: help setup lint unit images molecule test lab lab-down clean

@@ -8,12 +8,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgelab import caps, engine, images, registry
+from edgelab import caps, engine, images, registry, secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tests/images/images.yml"
 STATE = ROOT / ".lab"
 IMAGES_JSON = STATE / "images.json"
+SECRETS_JSON = STATE / "secrets.json"
 
 
 def _log(message: str) -> None:
@@ -42,6 +43,8 @@ def cmd_images(args: argparse.Namespace) -> int:
         + "\n"
     )
     _log(f"wrote {IMAGES_JSON.relative_to(ROOT)}")
+    _, made = secrets.ensure_secrets(SECRETS_JSON)
+    _log(f"{'made' if made else 'kept'} the lab secrets in {SECRETS_JSON.relative_to(ROOT)}")
     return 0
 
 

@@ -12,6 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
 from edgelab import caps, images
 from edgelab.engine import wait_until
+from edgelab.secrets import NAMES, ensure_secrets
 
 
 def _spec(tmp_path: Path, body: str) -> Path:
@@ -133,3 +134,16 @@ def test_wait_until_polls_until_true() -> None:
     calls = iter([False, False, True])
     assert wait_until(lambda: next(calls), timeout=5, interval=0)
     assert not wait_until(lambda: False, timeout=0, interval=0)
+
+
+def test_lab_secrets_are_made_once_and_private(tmp_path: Path) -> None:
+    path = tmp_path / "lab/secrets.json"
+    first, made = ensure_secrets(path)
+    assert made
+    assert set(first) == set(NAMES)
+    assert all(len(value) == 64 for value in first.values())
+    assert len(set(first.values())) == len(NAMES)
+    assert path.stat().st_mode & 0o777 == 0o600
+    again, made_again = ensure_secrets(path)
+    assert again == first
+    assert not made_again

@@ -1,0 +1,152 @@
+"""The appliance from the host side, through the gateway, as a client would use it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
+SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
+CA = str(LAB_STATE / "gateway-ca/ca.crt")
+INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
+# where Docker published the edge host's gateway port on this machine, e.g. 127.0.0.1:30081
+PUBLISHED = subprocess.run(
+    ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
+).stdout.split()[0]
+HOST, HOST_PORT = PUBLISHED.rsplit(":", 1)
+URL = f"https://{HOST}:{HOST_PORT}"
+USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
+ADMIN = {"X-API-Key": SECRETS["admin_key"]}
+
+
+def get(path: str, **kwargs) -> requests.Response:
+    return requests.get(URL + path, verify=CA, timeout=30, **kwargs)
+
+
+def post(path: str, **kwargs) -> requests.Response:
+    return requests.post(URL + path, verify=CA, timeout=60, **kwargs)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def services_ready() -> None:
+    """The services may still be starting right after converge; wait for them (bounded)."""
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if (
+                get("/v2/health/ready", headers=USER).status_code == 200
+                and get("/api/version", headers=USER).status_code == 200
+            ):
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(2)
+    pytest.fail("the ONNX service and Ollama did not answer through the gateway within 120 s")
+
+
+def test_tls_is_valid_for_the_lab_ca_and_healthz_needs_no_key() -> None:
+    response = get("/healthz")
+    assert response.status_code == 200
+    assert "max-age=" in response.headers["Strict-Transport-Security"]
+    assert "nginx/" not in response.headers.get("Server", "")
+
+
+def test_plain_http_is_redirected_to_https() -> None:
+    response = requests.get(f"http://{HOST}:{HOST_PORT}/healthz", timeout=10, allow_redirects=False)
+    assert response.status_code in (301, 308)
+    assert response.headers["Location"].startswith("https://")
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer " + "0" * 64}])
+def test_no_or_unknown_key_is_401_json(headers: dict) -> None:
+    response = get("/v2", headers=headers)
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == 401
+
+
+def test_unknown_path_is_404_json() -> None:
+    response = get("/nothing-here", headers=USER)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == 404
+
+
+def test_user_key_reaches_the_onnx_service_on_v2_and_v1() -> None:
+    metadata = get("/v2", headers=USER).json()
+    assert metadata["name"]
+    assert "model_repository" in metadata["extensions"]
+    assert get("/v1/models", headers=USER).status_code == 200
+    missing = post("/v2/models/no-such-model/infer", headers=USER, json={"inputs": []})
+    assert missing.status_code in (400, 404)
+    assert "error" in missing.json()
+
+
+def test_user_key_reaches_ollama_on_api_and_openai_v1() -> None:
+    version = get("/api/version", headers=USER)
+    assert version.status_code == 200
+    assert "standin" in version.json()["version"]  # the lab's Ollama is the labelled stand-in
+    assert get("/openai/v1/models", headers=USER).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("post", "/api/pull"), ("delete", "/api/delete"), ("post", "/v2/repository/index")],
+)
+def test_model_management_is_admin_only(method: str, path: str) -> None:
+    response = requests.request(method, URL + path, headers=USER, json={}, verify=CA, timeout=30)
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == 403
+
+
+def test_admin_pulls_a_model_and_a_user_streams_from_it() -> None:
+    pulled = post(
+        "/api/pull", headers=ADMIN, json={"model": "standin/tiny:latest", "stream": False}
+    )
+    assert pulled.status_code == 200, pulled.text
+    assert pulled.json()["status"] == "success"
+    with requests.post(
+        URL + "/api/generate",
+        headers=USER,
+        json={
+            "model": "standin/tiny:latest",
+            "prompt": "hello edge",
+            "options": {"num_predict": 24},
+        },
+        verify=CA,
+        timeout=60,
+        stream=True,
+    ) as response:
+        assert response.status_code == 200
+        chunks = [json.loads(line) for line in response.iter_lines() if line]
+    assert len(chunks) > 2  # NDJSON pieces, not one buffered body
+    assert chunks[-1]["done"] is True
+    assert chunks[-1]["eval_count"] == len(chunks) - 1
+    assert all(not c["done"] for c in chunks[:-1])
+
+
+def test_admin_key_reaches_the_model_repository() -> None:
+    response = post("/v2/repository/index", headers=ADMIN, json={})
+    assert response.status_code == 200
+    assert isinstance(response.json(), list)
+
+
+def test_rate_limit_answers_429_with_retry_after() -> None:
+    statuses = []
+    retry_after = None
+    session = requests.Session()
+    for _ in range(80):
+        # no key: the per-address budget for unauthenticated requests
+        response = session.get(URL + "/api/tags", verify=CA, timeout=10)
+        statuses.append(response.status_code)
+        if response.status_code == 429:
+            retry_after = response.headers.get("Retry-After")
+            assert response.json()["error"]["code"] == 429
+            break
+    assert 429 in statuses
+    assert retry_after is not None
+    assert int(retry_after) >= 1

@@ -1,0 +1,72 @@
+"""The appliance containers on the edge host: healthy, unprivileged, only the gateway public."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+
+def _appliance_containers(host) -> list[dict]:
+    ids = host.check_output("docker ps -aq --filter label=org.edgeai.appliance=true").split()
+    return json.loads(host.check_output(f"docker inspect {' '.join(ids)}")) if ids else []
+
+
+def test_the_appliance_runs(host) -> None:
+    names = {c["Name"].lstrip("/") for c in _appliance_containers(host)}
+    assert {"gateway", "onnx-service", "ollama"} <= names
+
+
+def test_every_container_is_healthy(host) -> None:
+    deadline = time.monotonic() + 120
+    while True:
+        states = {
+            c["Name"].lstrip("/"): c["State"].get("Health", {}).get("Status", "none")
+            for c in _appliance_containers(host)
+        }
+        if all(state == "healthy" for state in states.values()) or time.monotonic() > deadline:
+            break
+        time.sleep(3)
+    assert states
+    assert all(state == "healthy" for state in states.values()), states
+
+
+@pytest.mark.parametrize(
+    "check", ["privileged", "no-new-privileges", "caps", "restart", "readonly"]
+)
+def test_every_container_is_locked_down(host, check: str) -> None:
+    for container in _appliance_containers(host):
+        config = container["HostConfig"]
+        name = container["Name"]
+        if check == "privileged":
+            assert config["Privileged"] is False, name
+        elif check == "no-new-privileges":
+            options = config["SecurityOpt"] or []
+            assert {"no-new-privileges", "no-new-privileges:true"} & set(options), name
+        elif check == "caps":
+            assert "ALL" in (config["CapDrop"] or []), name
+            assert not config["CapAdd"], name
+        elif check == "restart":
+            assert config["RestartPolicy"]["Name"] in ("unless-stopped", "always"), name
+        else:
+            assert config["ReadonlyRootfs"] is True, name
+
+
+def test_only_the_gateway_listens_beyond_loopback(host) -> None:
+    listeners = host.check_output("ss -tlnH").splitlines()
+    public = []
+    for line in listeners:
+        local = line.split()[3]
+        address, port = local.rsplit(":", 1)
+        if address not in ("127.0.0.1", "[::1]", "127.0.0.11") and not address.startswith("127."):
+            public.append((address, port))
+    assert public, listeners
+    assert {port for _, port in public} == {"30080"}, public
+
+
+def test_service_host_ports_are_on_loopback_only(host) -> None:
+    assert host.socket("tcp://127.0.0.1:8001").is_listening
+    assert host.socket("tcp://127.0.0.1:11435").is_listening
+    assert not host.socket("tcp://0.0.0.0:8001").is_listening
+    assert not host.socket("tcp://0.0.0.0:11435").is_listening
