@@ -1,0 +1,77 @@
+"""The built image, run the way the appliance runs it (opt-in: needs Docker and a built image).
+
+    docker build --build-arg BASE_IMAGE=edgeai-lab/python:dev -t edgeai-lab/onnx-service:dev \\
+        onnx_service
+    ONNX_SERVICE_IMAGE=edgeai-lab/onnx-service:dev pytest tests/test_container.py
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from conftest import ort_run
+from onnx_models import mlp
+
+IMAGE = os.environ.get("ONNX_SERVICE_IMAGE", "")
+
+pytestmark = pytest.mark.skipif(
+    not IMAGE or shutil.which("docker") is None,
+    reason="set ONNX_SERVICE_IMAGE to a built image (and have docker) to run",
+)
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(
+        ["docker", *args], check=True, capture_output=True, text=True, timeout=120
+    ).stdout.strip()
+
+
+@pytest.fixture
+def models() -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix="onnx-container-"))
+    mlp(root / "tiny" / "1" / "model.onnx", [16, 32, 4])
+    for path in [root, *root.rglob("*")]:  # readable by the image's non-root user
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    yield root
+    shutil.rmtree(root)
+
+
+def test_read_only_non_root_container_is_healthy_and_infers(models: Path) -> None:
+    container = docker(
+        "run", "-d", "--read-only", "--cap-drop", "ALL",
+        "--security-opt", "no-new-privileges",
+        "-v", f"{models}:/models:ro", "-p", "127.0.0.1::8001", IMAGE,
+    )  # fmt: skip
+    try:
+        health = ""
+        for _ in range(120):
+            health = docker("inspect", "-f", "{{.State.Health.Status}}", container)
+            if health in {"healthy", "unhealthy"}:
+                break
+            time.sleep(1)
+        assert health == "healthy", docker("logs", container)
+        config = json.loads(docker("inspect", container))[0]["Config"]
+        assert config["User"] not in {"", "0", "root"}
+        port = docker("port", container, "8001/tcp").splitlines()[0].rsplit(":", 1)[1]
+        x = np.random.default_rng(8).standard_normal((2, 16)).astype(np.float32)
+        body = {
+            "inputs": [
+                {"name": "x", "shape": [2, 16], "datatype": "FP32", "data": x.ravel().tolist()}
+            ]
+        }
+        response = httpx.post(f"http://127.0.0.1:{port}/v2/models/tiny/infer", json=body)
+        assert response.status_code == 200, response.text
+        out = response.json()["outputs"][0]
+        got = np.array(out["data"], np.float32).reshape(out["shape"])
+        expected = ort_run(models / "tiny" / "1" / "model.onnx", {"x": x})["y"]
+        np.testing.assert_array_equal(got, expected)
+    finally:
+        docker("rm", "-f", container)
