@@ -94,15 +94,25 @@ def test_corrupted_file_is_rejected_and_the_old_version_keeps_serving(site: Site
 
 
 def test_rejected_load_rolls_back(site: Site) -> None:
-    """A file the service cannot load, and a config.yaml it refuses: both are undone."""
+    """A file the service cannot load, and a config.yaml it refuses: both are undone.
+
+    tiny goes back to version 1; fresh, a model with no earlier version, is unloaded again.
+    """
     broken = site.files / "tiny-2-broken.onnx"
     broken.write_bytes(b"this is not an onnx model\n" * 64)
-    result = site.run({"onnx_service_models": [entry(broken, 2)]}, "--tags", "onnx")
+    fresh = {**entry(broken, 1), "name": "fresh"}
+    result = site.run({"onnx_service_models": [entry(broken, 2), fresh]}, "--tags", "onnx")
     assert result.rc != 0, result
     assert "ONNX model 'tiny' version 2 was not installed" in result.stdout, result
+    assert "ONNX model 'fresh' version 1 was not installed" in result.stdout, result
     assert "rejected the load (HTTP 400" in result.stdout
     assert site.version_dirs(MODEL) == [1]
+    assert site.version_dirs("fresh") == []
     assert_serves(site, site.files / "tiny-1.onnx", 1)
+    for url in site.onnx_urls:
+        status, index = http("POST", f"{url}/v2/repository/index", {"ready": True})
+        assert status == 200, index
+        assert [row["name"] for row in index] == [MODEL], index
 
     good = site.files / "tiny-2.onnx"
     result = site.run(
