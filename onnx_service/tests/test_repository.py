@@ -39,6 +39,7 @@ def test_bad_config_is_reported_and_others_serve(client: TestClient) -> None:
     ("config", "reason"),
     [
         ("max_batch_size: [1]\n", "max_batch_size"),
+        ("instance_count: 0\n", "instance_count"),
         ("dynamic_batching: {max_queue_delay_us: 10}\n", "needs max_batch_size"),
         ("execution_providers: [NoSuchProvider]\n", "unknown execution providers"),
         ("version_policy: {latest: 1, all: true}\n", "only one of"),

@@ -53,6 +53,7 @@ class ModelConfig(BaseModel):
 
     max_batch_size: Annotated[int, Field(ge=0, le=65536)] = 0
     dynamic_batching: DynamicBatching | None = None
+    instance_count: Annotated[int, Field(ge=1, le=64)] = 1
     intra_op_threads: Annotated[int, Field(ge=0, le=1024)] = 0
     inter_op_threads: Annotated[int, Field(ge=0, le=1024)] = 0
     intra_op_spinning: bool = False

@@ -93,6 +93,7 @@ class ModelVersion:
         self.inflight = 0
         self.retired = False
         self.batcher: DynamicBatcher | None = None
+        self._instances = asyncio.Semaphore(config.instance_count)
 
     @classmethod
     def load(
@@ -190,12 +191,14 @@ class ModelVersion:
             outputs = await self.batcher.submit(feeds, rows)
             return {name: outputs[name] for name in wanted}
         self.metrics.pending.inc()
+        queued = perf_counter()
         if self.runs_inline(rows):
-            return self._run_single(feeds, list(wanted), rows, perf_counter())
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, self._run_single, feeds, list(wanted), rows, perf_counter()
-        )
+            return self._run_single(feeds, list(wanted), rows, queued)
+        async with self._instances:  # at most instance_count runs at once, like Triton's
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._executor, self._run_single, feeds, list(wanted), rows, queued
+            )
 
     def runs_inline(self, rows: int) -> bool:
         """Whether a run of ``rows`` rows is cheap enough to do on the event loop."""

@@ -119,6 +119,7 @@ class ModelConfigResponse(BaseModel):
     input: list[dict[str, Any]]
     output: list[dict[str, Any]]
     dynamic_batching: dict[str, Any] | None = None
+    instance_group: list[dict[str, Any]]
     version_policy: dict[str, Any]
     parameters: dict[str, Any]
 

@@ -143,6 +143,7 @@ def _config(mv: ModelVersion) -> ModelConfigResponse:
             if cfg.dynamic_batching
             else None
         ),
+        instance_group=[{"count": cfg.instance_count, "kind": "KIND_CPU"}],
         version_policy=cfg.version_policy.model_dump(exclude_defaults=True) or {"latest": 1},
         parameters={"execution_providers": mv.providers},
     )
