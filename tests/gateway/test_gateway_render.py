@@ -83,7 +83,7 @@ def test_pools_include_the_inventory_group_peer(lab: Lab) -> None:
 def test_routes_without_upstreams_are_left_out(lab: Lab) -> None:
     conf = (lab.scenarios["gw-provided"].staging / "nginx.conf").read_text()
     assert "upstream gw_onnx" not in conf
-    assert "location /v2/" not in conf
+    assert "location /v2 " not in conf
     assert "/grafana/" not in conf
     assert "/prometheus/" not in conf
 

@@ -55,6 +55,7 @@ class Site:
     port: int
     admin_key: str
     vars_file: Path
+    networks: dict[str, str]
 
     @property
     def container(self) -> str:
@@ -105,7 +106,7 @@ def site() -> Iterator[Site]:
     nets = {kind: f"gwtest_{kind}_{suffix}" for kind in ("front", "back", "mon")}
     upstream = f"gwtest-upstream-{suffix}"
     port = free_port()
-    site = Site(root, suffix, port, secrets.token_hex(24), root / "vars.json")
+    site = Site(root, suffix, port, secrets.token_hex(24), root / "vars.json", nets)
     site.vars_file.write_text(
         json.dumps(
             {
@@ -179,6 +180,30 @@ def test_first_converge_runs_a_hardened_gateway(site: Site) -> None:
     assert "Active connections" in status.stdout
 
 
+def status_code_from(site: Site, network: str) -> str:
+    """GET stub_status from a throwaway container on one of the networks."""
+    out = docker(
+        "run",
+        "--rm",
+        "--network",
+        network,
+        IMAGE,
+        "curl",
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        f"http://{site.container}:8080/stub_status",
+    )
+    return out.stdout.strip()
+
+
+def test_stub_status_only_from_the_monitoring_network(site: Site) -> None:
+    assert status_code_from(site, site.networks["mon"]) == "200"
+    assert status_code_from(site, site.networks["back"]) == "403"
+
+
 def test_second_converge_changes_nothing(site: Site) -> None:
     result = site.converge()
     assert result.returncode == 0, result.stdout + result.stderr
@@ -210,7 +235,8 @@ def test_a_new_key_is_live_after_a_reload_not_a_restart(site: Site) -> None:
     result = site.converge("-e", json.dumps({"gateway_api_keys": keys}))
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Reload nginx in the gateway container" in result.stdout
-    assert inspect(site.container)["State"]["StartedAt"] == started
+    state = inspect(site.container)["State"]
+    assert state["StartedAt"] == started, (state, result.stdout[-4000:])
     ca = site.root / "ca" / "ca.crt"
     resp = request(site.port, "GET", "/api/tags", ca=ca, headers={"X-API-Key": new_key})
     assert resp.status == 404  # authenticated, proxied to the stand-in
