@@ -199,6 +199,14 @@ def test_a_changed_file_for_a_listed_version_replaces_it(site: Site) -> None:
     thread.start()
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/tiny-3b.onnx"
+        before = snapshot(site.models_dir)
+        wrong = {"name": MODEL, "version": 3, "sha256": "0" * 64}
+        failed = site.run({"onnx_service_models": [{**wrong, "url": url}]}, "--tags", "onnx")
+        assert failed.rc != 0, failed
+        assert f"ONNX model 'tiny' version 3 was not installed: downloading {url}" in failed.stdout
+        assert snapshot(site.models_dir) == before
+        assert not list((site.root / "controller-cache").glob("*.onnx"))
+
         manifest = {"name": MODEL, "version": 3, "sha256": sha256(v3b), "url": url}
         variables = {
             "onnx_service_models": [{**manifest, "config": {"max_batch_size": 8}}],
