@@ -95,9 +95,16 @@ def test_model_management_is_admin_only(multi: Gateway, ca: Path, lab: Lab, path
     assert admin.json()["path"] == path
 
 
-def test_unknown_path_is_404_json(multi: Gateway, ca: Path) -> None:
-    resp = call(multi, ca, "GET", "/nothing/here")
-    error_body(resp, 404)
+def test_unknown_path_is_404_json(multi: Gateway, ca: Path, lab: Lab) -> None:
+    error_body(call(multi, ca, "GET", "/nothing/here"), 404)
+    error_body(call(multi, ca, "GET", "/v2foo", lab.keys.alice), 404)
+
+
+def test_oip_server_metadata_at_v2(multi: Gateway, ca: Path, lab: Lab) -> None:
+    resp = call(multi, ca, "GET", "/v2", lab.keys.alice)
+    assert resp.status == 200
+    assert resp.json()["upstream"] == "onnx"
+    assert resp.json()["path"] == "/v2"
 
 
 def test_body_limits_are_per_route(multi: Gateway, ca: Path, lab: Lab) -> None:
