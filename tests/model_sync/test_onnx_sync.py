@@ -94,35 +94,29 @@ def test_corrupted_file_is_rejected_and_the_old_version_keeps_serving(site: Site
 
 
 def test_rejected_load_rolls_back(site: Site) -> None:
-    """A file the service cannot load, and a config.yaml it refuses: both are undone.
+    """A file and a config.yaml the service refuses: the version directory and the config go.
 
-    tiny goes back to version 1; fresh, a model with no earlier version, is unloaded again.
+    tiny goes back to version 1 (load again); fresh, a model with no earlier version, is
+    unloaded again.
     """
     broken = site.files / "tiny-2-broken.onnx"
     broken.write_bytes(b"this is not an onnx model\n" * 64)
+    tiny = entry(broken, 2, config={"no_such_key": 1})
     fresh = {**entry(broken, 1), "name": "fresh"}
-    result = site.run({"onnx_service_models": [entry(broken, 2), fresh]}, "--tags", "onnx")
+    result = site.run({"onnx_service_models": [tiny, fresh]}, "--tags", "onnx")
     assert result.rc != 0, result
     assert "ONNX model 'tiny' version 2 was not installed" in result.stdout, result
     assert "ONNX model 'fresh' version 1 was not installed" in result.stdout, result
     assert "rejected the load (HTTP 400" in result.stdout
     assert site.version_dirs(MODEL) == [1]
     assert site.version_dirs("fresh") == []
+    assert not (site.models_dir / MODEL / "config.yaml").exists()
+    assert not (site.models_dir / ".staging").exists()
     assert_serves(site, site.files / "tiny-1.onnx", 1)
     for url in site.onnx_urls:
         status, index = http("POST", f"{url}/v2/repository/index", {"ready": True})
         assert status == 200, index
         assert [row["name"] for row in index] == [MODEL], index
-
-    good = site.files / "tiny-2.onnx"
-    result = site.run(
-        {"onnx_service_models": [entry(good, 2, config={"no_such_key": 1})]}, "--tags", "onnx"
-    )
-    assert result.rc != 0, result
-    assert "rejected the load" in result.stdout, result
-    assert not (site.models_dir / MODEL / "config.yaml").exists()
-    assert site.version_dirs(MODEL) == [1]
-    assert_serves(site, site.files / "tiny-1.onnx", 1)
 
 
 def test_new_version_goes_live_under_load_without_a_failed_request(site: Site) -> None:
@@ -148,7 +142,7 @@ def test_new_version_goes_live_under_load_without_a_failed_request(site: Site) -
             if not np.allclose(got, answers[version], rtol=1e-6, atol=1e-6):
                 failures.append(f"{url}: wrong numbers for version {version}")
             seen.append(version)
-            time.sleep(0.01)  # steady traffic that leaves the 2 cores to Ansible too
+            time.sleep(0.02)  # steady traffic that leaves the 2 cores to Ansible too
 
     threads = [threading.Thread(target=client, args=(url,)) for url in site.onnx_urls]
     for t in threads:
