@@ -63,11 +63,21 @@ def test_models_are_installed_then_left_alone(site: Site) -> None:
 
 
 def test_check_mode_installs_nothing(site: Site) -> None:
-    models = [*manifest(site), {"name": "standin/small:latest"}]
+    """A registry model to pull and a GGUF file that is not on the host yet: reported only."""
+    other = gguf(site.files / "edge-other.gguf", "edge-other")
+    models = [
+        *manifest(site),
+        {"name": "standin/small:latest"},
+        {"name": "edge-other", "source": "gguf", "gguf_path": str(other)},
+    ]
     result = site.run({"ollama_models": models}, "--tags", "ollama", "--check")
     assert result.rc == 0, result
-    assert result.recap()["changed"] == 1, result
+    # pull standin/small, copy edge-other.gguf, create edge-other
+    assert result.recap()["changed"] == 3, result
+    assert "edge-other would be created from" in result.stdout
     assert site.ollama_names() == sorted([REGISTRY_MODEL, GGUF_MODEL])
+    staging = Path(site.hosts["edge-1"]["ollama_models_staging_dir"])
+    assert not (staging / "edge-other.gguf").exists()
 
 
 def test_prune_removes_only_unlisted_models(site: Site) -> None:
