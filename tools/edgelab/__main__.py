@@ -15,6 +15,8 @@ SPEC = ROOT / "tests/images/images.yml"
 STATE = ROOT / ".lab"
 IMAGES_JSON = STATE / "images.json"
 SECRETS_JSON = STATE / "secrets.json"
+# real binaries the tests drive: nginx with njs (gateway), testssl.sh (TLS profile), debootstrap
+TEST_PACKAGES = ("debootstrap", "nginx", "libnginx-mod-http-js", "testssl.sh", "curl")
 
 
 def _log(message: str) -> None:
@@ -48,6 +50,13 @@ def cmd_images(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_packages(_: argparse.Namespace) -> int:
+    """Debian packages the tests run for real on this machine (installed only when missing)."""
+    engine.apt_install(list(TEST_PACKAGES))
+    _log("test packages present: " + " ".join(TEST_PACKAGES))
+    return 0
+
+
 def cmd_env(_: argparse.Namespace) -> int:
     """Shell exports for Molecule: the edge-host image and its capability list."""
     image_set = images.load_spec(SPEC, ROOT)
@@ -78,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     images_parser.add_argument("--no-registry", action="store_true", help="build only")
     images_parser.set_defaults(func=cmd_images)
     sub.add_parser("env", help="print shell exports for Molecule").set_defaults(func=cmd_env)
+    sub.add_parser("packages", help="install the Debian packages the tests use").set_defaults(
+        func=cmd_packages
+    )
     sub.add_parser("down", help="remove the lab registry and network").set_defaults(func=cmd_down)
     args = parser.parse_args(argv)
     try:
