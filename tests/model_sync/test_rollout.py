@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
+
 from .conftest import Site
+from .models import mlp, reference, sample, sha256
 from .test_ollama_sync import manifest
 
 PLAY = "PLAY [Deliver models to the edge hosts]"
@@ -38,3 +41,26 @@ def test_a_failing_health_gate_stops_the_rollout(site: Site) -> None:
     assert result.stdout.count(PLAY) == 1, result
     assert re.search(r"^edge-2\s+:", result.stdout, re.M) is None, result
     assert "[edge-2]" not in result.stdout
+
+
+def test_one_run_delivers_both_kinds(site: Site) -> None:
+    """No --tags: ONNX and Ollama models in one run, both health gates pass."""
+    onnx_file = mlp(site.files / "other-1.onnx", seed=11)
+    onnx_models = [
+        {"name": "other", "version": 1, "sha256": sha256(onnx_file), "src": str(onnx_file)}
+    ]
+    result = site.run({"onnx_service_models": onnx_models, "ollama_models": manifest(site)})
+    assert result.rc == 0, result
+    assert "Health gate, ONNX service" in result.stdout
+    assert "Health gate, Ollama" in result.stdout
+    x = sample()
+    for url in site.onnx_urls:
+        status, body = site.infer(url, "other", x)
+        assert status == 200, body
+        np.testing.assert_allclose(
+            np.asarray(body["outputs"][0]["data"], dtype=np.float32).reshape(x.shape[0], -1),
+            reference(onnx_file, x),
+            rtol=1e-6,
+            atol=1e-6,
+        )
+    assert set(site.ollama_names()) >= {m["name"] for m in manifest(site)}
