@@ -1,6 +1,6 @@
 """Print how to use the lab and write the same facts to .lab/summary.json.
 
-Reads the emulated edge host's state through `docker exec`, so it reports what is really deployed.
+Reads the emulated edge host's state through `docker`, so it reports what is really deployed.
 """
 
 from __future__ import annotations
@@ -11,56 +11,110 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+STATE = ROOT / ".lab"
 HOST = "edgeai-lab-edge"
-SUMMARY = ROOT / ".lab/summary.json"
+SUMMARY = STATE / "summary.json"
+EXAMPLES = STATE / "examples"
+STANDINS = {
+    "ollama": "Ollama API stand-in (tests/standins/ollama): the real API subset, deterministic text"
+}
 
 
-def _on_host(*argv: str) -> str:
-    result = subprocess.run(
-        ["docker", "exec", HOST, *argv],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+def _run(*argv: str) -> str:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        raise RuntimeError(f"`{' '.join(argv)}` on {HOST} failed: {result.stderr.strip()}")
+        raise RuntimeError(f"`{' '.join(argv)}` failed: {result.stderr.strip()}")
     return result.stdout.strip()
 
 
-def collect() -> dict:
-    networks = _on_host(
-        "docker", "network", "ls", "--filter", "label=org.edgeai.appliance", "--format", "{{.Name}}"
-    ).split()
-    containers = _on_host("docker", "ps", "--format", "{{.Names}}\t{{.Image}}\t{{.Status}}")
+def _on_host(*argv: str) -> str:
+    return _run("docker", "exec", HOST, *argv)
+
+
+def _magika_request() -> dict:
+    """A real /v2 request for magika: the first bytes of a shell script, padded with 256."""
+    content = list(b"#!/bin/sh\necho hello from the edge\n")
     return {
-        "edge_host": HOST,
-        "engine": _on_host("docker", "version", "--format", "{{.Server.Version}}"),
-        "networks": sorted(networks),
-        "containers": [dict(zip(("name", "image", "status"), line.split("\t"), strict=True))
-                       for line in containers.splitlines() if line],
-        "standins": [],
-    }  # fmt: skip
+        "id": "lab-example",
+        "inputs": [
+            {
+                "name": "bytes",
+                "shape": [1, 2048],
+                "datatype": "INT32",
+                "data": content + [256] * (2048 - len(content)),
+            }
+        ],
+    }
+
+
+def collect() -> dict:
+    secrets = json.loads((STATE / "secrets.json").read_text())
+    published = _run("docker", "port", HOST, "30080/tcp").split()[0]
+    containers = _on_host("docker", "ps", "--format", "{{.Names}}\t{{.Status}}").splitlines()
+    onnx_models = json.loads(
+        _on_host("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
+                 "urllib.request.Request('http://127.0.0.1:8001/v2/repository/index', data=b'{}',"
+                 " method='POST')).read().decode())")
+    )  # fmt: skip
+    ollama_tags = json.loads(
+        _on_host("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
+                 "'http://127.0.0.1:11435/api/tags').read().decode())")
+    )  # fmt: skip
+    return {
+        "url": f"https://{published}",
+        "ca_cert": str(STATE / "gateway-ca/ca.crt"),
+        "api_keys": {"user": secrets["user_key"], "admin": secrets["admin_key"]},
+        "prometheus": {"user": "lab", "password": secrets["prometheus_password"]},
+        "models": {
+            "onnx": sorted({m["name"] for m in onnx_models if m.get("state") == "READY"}),
+            "ollama": sorted(m["name"] for m in ollama_tags["models"]),
+        },
+        "standins": sorted(STANDINS),
+        "containers": [
+            dict(zip(("name", "status"), c.split("\t"), strict=True)) for c in containers
+        ],
+    }
 
 
 def main() -> int:
     try:
         summary = collect()
-    except RuntimeError as error:
+    except (RuntimeError, OSError, ValueError) as error:
         print(f"lab_summary: {error}", file=sys.stderr)
         return 1
-    SUMMARY.parent.mkdir(exist_ok=True)
     SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
+    EXAMPLES.mkdir(exist_ok=True)
+    (EXAMPLES / "magika-v2.json").write_text(json.dumps(_magika_request()) + "\n")
+    (EXAMPLES / "magika-v1.json").write_text(
+        json.dumps({"instances": [_magika_request()["inputs"][0]["data"]]}) + "\n"
+    )
+    url, ca = summary["url"], summary["ca_cert"]
+    user, admin = summary["api_keys"]["user"], summary["api_keys"]["admin"]
+    llm = summary["models"]["ollama"][0] if summary["models"]["ollama"] else "standin/tiny:latest"
+    auth = f'-H "Authorization: Bearer {user}"'
     print(f"""
-The lab edge host is up: {HOST} (a systemd container with Docker {summary["engine"]} inside).
-  networks: {", ".join(summary["networks"])}
-  containers: {len(summary["containers"])} running
-Deployed so far: the docker role (engine, daemon.json, networks, image delivery from the lab
-registry). The gateway, model serving and monitoring roles are not part of site.yml yet.
+The appliance runs on the lab edge host {HOST} (a systemd container with Docker inside).
 
-  Look inside:   docker exec -it {HOST} bash
-  Converge again: make lab        Remove it all: make lab-down
-  Machine-readable: {SUMMARY.relative_to(ROOT)}
-""")
+  URL          {url}          (TLS; plain HTTP is redirected)
+  CA cert      {ca}
+  user key     {user}
+  admin key    {admin}          (model management: /api/pull|create|delete, /v2/repository)
+  Prometheus   user lab, password {summary["prometheus"]["password"]} (route /prometheus/, once monitoring is deployed)
+  Grafana      not deployed yet (monitoring is a later issue)
+  models       ONNX: {", ".join(summary["models"]["onnx"]) or "none"}; Ollama: {", ".join(summary["models"]["ollama"]) or "none"}
+  stand-ins    {"; ".join(STANDINS.values())}
+
+Try it:
+  curl --cacert {ca} {url}/healthz
+  curl --cacert {ca} {auth} {url}/v2/models/magika/infer -d @{EXAMPLES / "magika-v2.json"}
+  curl --cacert {ca} {auth} {url}/v1/models/magika:predict -d @{EXAMPLES / "magika-v1.json"}
+  curl --cacert {ca} {auth} {url}/api/generate -d '{{"model": "{llm}", "prompt": "Why is the sky blue?"}}'
+  curl --cacert {ca} {auth} {url}/openai/v1/chat/completions \\
+       -d '{{"model": "{llm}", "messages": [{{"role": "user", "content": "hi"}}], "stream": true}}'
+
+Converge again: make lab        Remove it all: make lab-down
+Machine-readable: {SUMMARY.relative_to(ROOT)}
+""")  # noqa: E501
     return 0
 
 

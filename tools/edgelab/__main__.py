@@ -8,13 +8,14 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgelab import caps, engine, images, registry, secrets
+from edgelab import caps, engine, images, models, registry, secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tests/images/images.yml"
 STATE = ROOT / ".lab"
 IMAGES_JSON = STATE / "images.json"
 SECRETS_JSON = STATE / "secrets.json"
+MODELS_JSON = STATE / "demo-models.json"
 # real binaries the tests drive: nginx with njs (gateway), testssl.sh (TLS profile), debootstrap
 TEST_PACKAGES = ("debootstrap", "nginx", "libnginx-mod-http-js", "testssl.sh", "curl")
 
@@ -45,6 +46,7 @@ def cmd_images(args: argparse.Namespace) -> int:
         + "\n"
     )
     _log(f"wrote {IMAGES_JSON.relative_to(ROOT)}")
+    MODELS_JSON.write_text(json.dumps(models.demo_onnx_models(), indent=2) + "\n")
     _, made = secrets.ensure_secrets(SECRETS_JSON)
     _log(f"{'made' if made else 'kept'} the lab secrets in {SECRETS_JSON.relative_to(ROOT)}")
     return 0
@@ -66,6 +68,10 @@ def cmd_env(_: argparse.Namespace) -> int:
         "EDGEAI_EDGE_HOST_CAPS": "[" + ", ".join(caps.edge_host_capabilities()) + "]",
         "EDGEAI_LAB_NETWORK": registry.NETWORK,
         "EDGEAI_LAB_STATE": str(STATE),
+        # the lab images the Docker-driven pytest suites run (tests/gateway, tests/model_sync)
+        "GATEWAY_TEST_IMAGE": images.image_ref("nginx", hashes["nginx"]),
+        "MSYNC_ONNX_IMAGE": images.image_ref("onnx-service", hashes["onnx-service"]),
+        "MSYNC_OLLAMA_IMAGE": images.image_ref("ollama-standin", hashes["ollama-standin"]),
     }
     for key, value in exports.items():
         print(f"export {key}={shlex.quote(value)}")

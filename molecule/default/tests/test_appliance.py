@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import numpy as np
+import onnxruntime as ort
 import pytest
 import requests
 
@@ -150,3 +152,41 @@ def test_rate_limit_answers_429_with_retry_after() -> None:
     assert 429 in statuses
     assert retry_after is not None
     assert int(retry_after) >= 1
+
+
+def _magika_rows() -> np.ndarray:
+    rows = np.full((2, 2048), 256, dtype=np.int32)  # 256 is magika's padding token
+    for row, content in enumerate((b"#!/bin/sh\necho hello\n", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")):
+        rows[row, : len(content)] = list(content)
+    return rows
+
+
+def test_v2_infer_and_v1_predict_give_onnxruntime_numbers() -> None:
+    model = json.loads((LAB_STATE / "demo-models.json").read_text())[0]
+    rows = _magika_rows()
+    expected = ort.InferenceSession(model["src"]).run(None, {"bytes": rows})[0]
+    v2 = post(
+        f"/v2/models/{model['name']}/infer",
+        headers=USER,
+        json={
+            "id": "molecule-1",
+            "inputs": [
+                {
+                    "name": "bytes",
+                    "shape": [2, 2048],
+                    "datatype": "INT32",
+                    "data": rows.ravel().tolist(),
+                }
+            ],
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["id"] == "molecule-1"
+    output = v2.json()["outputs"][0]
+    got = np.asarray(output["data"], dtype=np.float32).reshape(output["shape"])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    v1 = post(
+        f"/v1/models/{model['name']}:predict", headers=USER, json={"instances": rows.tolist()}
+    )
+    assert v1.status_code == 200, v1.text
+    np.testing.assert_allclose(np.asarray(v1.json()["predictions"]), expected, rtol=1e-5, atol=1e-6)
