@@ -18,8 +18,10 @@ export MOLECULE_GLOB := molecule/*/molecule.yml
 # Molecule's edge host publishes its gateway here (the lab's uses 30080), for tests as a client
 export EDGEAI_PUBLISHED_PORTS ?= ["127.0.0.1:30081:30080"]
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+# a test that would skip for a missing prerequisite fails instead: make installs them all
+export EDGEAI_NO_SKIP := 1
 
-.PHONY: help setup lint unit images molecule test lab lab-down clean
+.PHONY: help setup packages lint unit images integration molecule test lab lab-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -36,6 +38,9 @@ setup: ## the pinned dev environment in .venv (fast when nothing changed)
 	@mkdir -p collections/ansible_collections/edgeai
 	@ln -sfn ../../.. collections/ansible_collections/edgeai/appliance
 
+packages: setup ## Debian packages the tests drive for real (nginx + njs, testssl.sh, debootstrap)
+	$(LAB) packages
+
 lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook syntax
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
@@ -43,17 +48,21 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook synta
 	$(BIN)/ruff format --check .
 	@for p in playbooks/*.yml; do $(BIN)/ansible-playbook --syntax-check -i inventories/example $$p >/dev/null || exit 1; done; echo "syntax-check: playbooks/*.yml ok"
 
-unit: setup ## unit and config tests (pytest): collection, harness, stand-ins, onnx_service
-	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests
+unit: packages ## tests without Docker: collection, harness, stand-in, gateway on loopback, onnx_service
+	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/gateway -m "not docker"
 	cd onnx_service && ../$(BIN)/pytest -q
 
 images: setup ## Docker engine, lab image set and lab registry (cached by content hash)
 	$(LAB) images
 
+integration: images packages ## roles and playbooks against this machine's Docker engine with lab images
+	source <($(LAB) env) && $(BIN)/pytest -q tests/gateway -m docker tests/model_sync
+	source <($(LAB) env) && cd onnx_service && ONNX_SERVICE_IMAGE=$$MSYNC_ONNX_IMAGE ../$(BIN)/pytest -q tests/test_container.py
+
 molecule: images ## molecule test: the appliance on an emulated edge host
 	source <($(LAB) env) && $(BIN)/molecule test -s default
 
-test: lint unit molecule ## every test
+test: lint unit integration molecule ## every test
 
 LAB_ENV := EDGEAI_INSTANCE=edgeai-lab-edge EDGEAI_PUBLISHED_PORTS='["127.0.0.1:30080:30080"]'
 
