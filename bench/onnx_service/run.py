@@ -44,35 +44,11 @@ PEER_VARIANT = (f"{DELAY_US} µs", "")
 
 
 def build_mlp(path: Path, sizes: list[int]) -> None:
-    import onnx  # noqa: PLC0415 - only the orchestrator builds models
-    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415
+    """The tests' MLP builder (onnx_service/tests/onnx_models.py), so benchmarks and tests agree."""
+    sys.path.insert(0, str(ROOT / "onnx_service/tests"))
+    import onnx_models  # noqa: PLC0415 - only the orchestrator builds models
 
-    rng = np.random.default_rng(0)
-    nodes, inits, prev = [], [], "x"
-    for i in range(len(sizes) - 1):
-        a, b = sizes[i], sizes[i + 1]
-        w = (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32)
-        inits += [
-            numpy_helper.from_array(w, f"w{i}"),
-            numpy_helper.from_array(np.zeros(b, np.float32), f"b{i}"),
-        ]
-        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
-        last = i == len(sizes) - 2
-        nodes.append(helper.make_node("Add", [f"m{i}", f"b{i}"], ["y" if last else f"h{i}"]))
-        if not last:
-            nodes.append(helper.make_node("Relu", [f"h{i}"], [f"a{i}"]))
-            prev = f"a{i}"
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", sizes[-1]])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
+    onnx_models.mlp(path, sizes)
 
 
 def build_repository(root: Path) -> dict[str, Path]:

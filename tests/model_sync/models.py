@@ -3,51 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import itertools
+import sys
 from pathlib import Path
 
 import numpy as np
-import onnx
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 INPUT_WIDTH = 16
+# one MLP builder for the whole repository: the ONNX service's test helper
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "onnx_service/tests"))
+import onnx_models  # noqa: E402
 
 
 def mlp(path: Path, seed: int, sizes: tuple[int, ...] = (INPUT_WIDTH, 32, 4)) -> Path:
     """Dense ReLU network x [N, 16] -> y [N, 4]; the seed tells versions apart."""
-    rng = np.random.default_rng(seed)
-    nodes, inits = [], []
-    prev = "x"
-    last = len(sizes) - 2
-    for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        inits += [
-            numpy_helper.from_array(
-                (rng.standard_normal((a, b)) / np.sqrt(a)).astype(np.float32), f"w{i}"
-            ),
-            numpy_helper.from_array(rng.standard_normal(b).astype(np.float32), f"b{i}"),
-        ]
-        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
-        out = "y" if i == last else f"r{i}"
-        if i == last:
-            nodes.append(helper.make_node("Add", [f"m{i}", f"b{i}"], [out]))
-        else:
-            nodes.append(helper.make_node("Add", [f"m{i}", f"b{i}"], [f"h{i}"]))
-            nodes.append(helper.make_node("Relu", [f"h{i}"], [out]))
-        prev = out
-    graph = helper.make_graph(
-        nodes,
-        "mlp",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", sizes[0]])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", sizes[-1]])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, path)
-    return path
+    return onnx_models.mlp(path, list(sizes), seed=seed)
 
 
 def sha256(path: Path) -> str:
