@@ -1,0 +1,122 @@
+"""playbooks/model_sync.yml against the emulated edge host, with clients going through the gateway.
+
+A corrupted file never goes live and the serving version keeps answering; a new version goes live
+while a client keeps sending requests, none of which fails; a second run changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[3]
+LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
+SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
+MAGIKA = json.loads((LAB_STATE / "demo-models.json").read_text())[0]
+CA = str(LAB_STATE / "gateway-ca/ca.crt")
+USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
+INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
+
+
+def _url() -> str:
+    published = subprocess.run(
+        ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+    return f"https://{published}"
+
+
+URL = _url()
+REQUEST = {
+    "inputs": [
+        {"name": "bytes", "shape": [1, 2048], "datatype": "INT32", "data": [35, 33] + [256] * 2046}
+    ]
+}
+
+
+def sync(models: list[dict], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    extra = tmp_path / f"models-{time.monotonic_ns()}.json"
+    extra.write_text(json.dumps({"onnx_service_models": models}))
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"),
+         "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "--tags", "onnx", "-e", f"@{extra}",
+         str(REPO / "playbooks/model_sync.yml")],
+        capture_output=True, text=True, check=False, timeout=600,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+    )  # fmt: skip
+
+
+def serving_versions() -> list[str]:
+    response = requests.get(URL + "/v2/models/magika", headers=USER, verify=CA, timeout=30)
+    assert response.status_code == 200, response.text
+    return response.json()["versions"]
+
+
+def infer() -> requests.Response:
+    return requests.post(
+        URL + "/v2/models/magika/infer", headers=USER, json=REQUEST, verify=CA, timeout=30
+    )
+
+
+@pytest.fixture(scope="module")
+def original_versions() -> list[str]:
+    return serving_versions()
+
+
+def test_a_corrupted_file_is_rejected_and_the_old_version_serves(
+    tmp_path: Path, original_versions: list[str]
+) -> None:
+    corrupted = tmp_path / "magika-corrupted.onnx"
+    shutil.copyfile(MAGIKA["src"], corrupted)
+    with corrupted.open("ab") as handle:
+        handle.write(b"\0" * 16)
+    bad = {**MAGIKA, "version": 90, "src": str(corrupted)}
+    result = sync([MAGIKA, bad], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "magika" in output
+    assert MAGIKA["sha256"] in output
+    assert serving_versions() == original_versions
+    assert infer().status_code == 200
+
+
+def test_a_new_version_goes_live_under_load_and_a_rerun_changes_nothing(
+    tmp_path: Path, original_versions: list[str]
+) -> None:
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            try:
+                statuses.append(infer().status_code)
+            except requests.RequestException:
+                statuses.append(0)
+            time.sleep(0.02)
+
+    thread = threading.Thread(target=client)
+    thread.start()
+    try:
+        result = sync([MAGIKA, {**MAGIKA, "version": 91}], tmp_path)
+    finally:
+        stop.set()
+        thread.join()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert statuses, "the client sent nothing"
+    assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
+    assert "91" in serving_versions()
+    again = sync([MAGIKA, {**MAGIKA, "version": 91}], tmp_path)
+    assert again.returncode == 0, again.stdout + again.stderr
+    recap = re.findall(r"changed=(\d+)", again.stdout)
+    assert recap, again.stdout
+    assert set(recap) == {"0"}, again.stdout
