@@ -73,6 +73,12 @@ def original_versions() -> list[str]:
     return serving_versions()
 
 
+def test_a_model_listed_twice_is_refused_before_anything_changes(tmp_path: Path) -> None:
+    result = sync([MAGIKA, {**MAGIKA, "version": 2}], tmp_path)
+    assert result.returncode != 0
+    assert "onnx_service_models lists magika more than once" in result.stdout + result.stderr
+
+
 def test_a_corrupted_file_is_rejected_and_the_old_version_serves(
     tmp_path: Path, original_versions: list[str]
 ) -> None:
@@ -81,7 +87,7 @@ def test_a_corrupted_file_is_rejected_and_the_old_version_serves(
     with corrupted.open("ab") as handle:
         handle.write(b"\0" * 16)
     bad = {**MAGIKA, "version": 90, "src": str(corrupted)}
-    result = sync([MAGIKA, bad], tmp_path)
+    result = sync([bad], tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert "magika" in output
@@ -107,7 +113,7 @@ def test_a_new_version_goes_live_under_load_and_a_rerun_changes_nothing(
     thread = threading.Thread(target=client)
     thread.start()
     try:
-        result = sync([MAGIKA, {**MAGIKA, "version": 91}], tmp_path)
+        result = sync([{**MAGIKA, "version": 91}], tmp_path)
     finally:
         stop.set()
         thread.join()
@@ -115,7 +121,7 @@ def test_a_new_version_goes_live_under_load_and_a_rerun_changes_nothing(
     assert statuses, "the client sent nothing"
     assert set(statuses) == {200}, {s: statuses.count(s) for s in set(statuses)}
     assert "91" in serving_versions()
-    again = sync([MAGIKA, {**MAGIKA, "version": 91}], tmp_path)
+    again = sync([{**MAGIKA, "version": 91}], tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
     recap = re.findall(r"changed=(\d+)", again.stdout)
     assert recap, again.stdout
