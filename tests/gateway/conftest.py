@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from collections_path import collections_dir
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -136,16 +137,6 @@ class Lab:
 
     def run_playbook(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return run_render(self.inventory, self.extra_vars, self.root, *extra)
-
-
-def collections_dir(root: Path) -> Path:
-    """A collections path holding only this checkout as edgeai.appliance."""
-    base = root / "collections" / "ansible_collections" / "edgeai"
-    base.mkdir(parents=True, exist_ok=True)
-    link = base / "appliance"
-    if not link.exists():
-        link.symlink_to(REPO)
-    return root / "collections"
 
 
 def run_render(

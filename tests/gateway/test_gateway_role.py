@@ -18,9 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from collections_path import collections_dir
 
 from .client import request
-from .conftest import collections_dir, free_port
+from .conftest import free_port
 from .test_gateway_render import recap
 
 IMAGE = os.environ.get("GATEWAY_TEST_IMAGE", "edgeai-lab/nginx:dev")

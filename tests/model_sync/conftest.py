@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from collections_path import collections_dir
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "model_sync.yml"
@@ -211,16 +212,6 @@ class Site:
         status, body = http("GET", f"{self.ollama_url}/api/tags")
         assert status == 200, body
         return sorted(m["name"] for m in body["models"])
-
-
-def collections_dir(root: Path) -> Path:
-    """A collections path holding only this checkout as edgeai.appliance."""
-    base = root / "collections" / "ansible_collections" / "edgeai"
-    base.mkdir(parents=True, exist_ok=True)
-    link = base / "appliance"
-    if not link.exists():
-        link.symlink_to(REPO)
-    return root / "collections"
 
 
 @pytest.fixture(scope="session")
