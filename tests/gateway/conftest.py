@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from collections_path import collections_dir
+from ansible_run import ansible_playbook, playbook_env
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -142,34 +142,9 @@ class Lab:
 def run_render(
     inventory: Path, extra_vars: Path, root: Path, *extra: str
 ) -> subprocess.CompletedProcess[str]:
-    bindir = Path(sys.executable).parent
-    playbook_bin = bindir / "ansible-playbook"
-    env = dict(os.environ)
-    env.update(
-        ANSIBLE_COLLECTIONS_PATH=str(collections_dir(root)),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_FORCE_COLOR="0",
-        ANSIBLE_LOCAL_TEMP=str(root / "ansible-tmp"),
-        ANSIBLE_HOME=str(root / "ansible-home"),
-        ANSIBLE_STDOUT_CALLBACK="default",
-        ANSIBLE_RETRY_FILES_ENABLED="0",
-        ANSIBLE_PIPELINING="1",
-        PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
-    )
-    return subprocess.run(
-        [
-            str(playbook_bin if playbook_bin.exists() else "ansible-playbook"),
-            "-i",
-            str(inventory),
-            "-e",
-            f"@{extra_vars}",
-            str(PLAYBOOK),
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
+    return ansible_playbook(
+        ["-i", str(inventory), "-e", f"@{extra_vars}", str(PLAYBOOK), *extra],
+        playbook_env(root),
         timeout=300,
     )
 

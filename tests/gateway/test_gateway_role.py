@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from collections_path import collections_dir
+from ansible_run import ansible_playbook, playbook_env
 
 from .client import request
 from .conftest import free_port
@@ -67,36 +67,13 @@ class Site:
         return self.root / "cfg" / "live"
 
     def converge(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        bindir = Path(sys.executable).parent
-        env = dict(os.environ)
-        env.update(
-            ANSIBLE_COLLECTIONS_PATH=str(collections_dir(self.root)),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
-            ANSIBLE_HOME=str(self.root / "ansible-home"),
-            ANSIBLE_PIPELINING="1",
-            PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
-        )
-        return subprocess.run(
-            [
-                str(bindir / "ansible-playbook"),
-                "-i",
-                "localhost,",
-                "-c",
-                "local",
-                "-e",
-                f"ansible_python_interpreter={sys.executable}",
-                "-e",
-                f"@{self.vars_file}",
-                str(PLAYBOOK),
-                *extra,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
+        return ansible_playbook(
+            ["-i", "localhost,", "-c", "local",
+             "-e", f"ansible_python_interpreter={sys.executable}",
+             "-e", f"@{self.vars_file}", str(PLAYBOOK), *extra],
+            playbook_env(self.root),
             timeout=600,
-        )
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

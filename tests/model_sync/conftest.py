@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from collections_path import collections_dir
+from ansible_run import ansible_playbook, playbook_env
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "model_sync.yml"
@@ -146,39 +146,18 @@ class Site:
         """ansible-playbook playbooks/model_sync.yml with ``variables`` as extra vars."""
         extra = self.root / f"extra-{secrets.token_hex(4)}.json"
         extra.write_text(json.dumps(variables))
-        bindir = Path(sys.executable).parent
-        env = dict(os.environ)
-        env.update(
+        env = playbook_env(
+            self.root,
             ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-            ANSIBLE_COLLECTIONS_PATH=str(collections_dir(self.root)),
-            ANSIBLE_NOCOLOR="1",
-            ANSIBLE_FORCE_COLOR="0",
-            ANSIBLE_LOCAL_TEMP=str(self.root / "ansible-tmp"),
-            ANSIBLE_HOME=str(self.root / "ansible-home"),
-            ANSIBLE_STDOUT_CALLBACK="default",
-            ANSIBLE_PIPELINING="1",
             ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks",
             HOME=str(self.root / "home"),
-            PATH=f"{bindir}{os.pathsep}{env.get('PATH', '')}",
         )
-        proc = subprocess.run(
-            [
-                str(bindir / "ansible-playbook"),
-                "-i",
-                str(self.root / "inventory.json"),
-                "-e",
-                f"@{extra}",
-                "--limit",
-                limit,
-                str(PLAYBOOK),
-                *args,
-            ],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
+        proc = ansible_playbook(
+            ["-i", str(self.root / "inventory.json"), "-e", f"@{extra}",
+             "--limit", limit, str(PLAYBOOK), *args],
+            env,
             timeout=timeout,
-        )
+        )  # fmt: skip
         with (self.root / "runs.log").open("a") as log:  # kept with MSYNC_KEEP=1
             log.write(f"=== {' '.join(args)} {json.dumps(variables)}\n{proc.stdout}{proc.stderr}\n")
         return Result(proc.returncode, proc.stdout, proc.stderr)
