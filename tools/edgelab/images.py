@@ -56,14 +56,25 @@ def load_spec(spec_path: Path, root: Path) -> ImageSet:
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
         raise SpecError(f"{spec_path}: expected a mapping with an 'images' mapping")
     base = data.get("base") or {}
+    entries: dict[str, tuple[Path, object]] = {n: (spec_path, e) for n, e in data["images"].items()}
+    # Fragments: each component adds its images in images.d/<component>.yml (an `images` mapping).
+    for fragment in sorted((spec_path.parent / "images.d").glob("*.yml")):
+        fdata = yaml.safe_load(fragment.read_text())
+        if not isinstance(fdata, dict) or not isinstance(fdata.get("images"), dict):
+            raise SpecError(f"{fragment}: expected a mapping with an 'images' mapping")
+        for name, entry in fdata["images"].items():
+            if name in entries:
+                first = entries[name][0]
+                raise SpecError(f"{fragment}: image '{name}' is already defined in {first}")
+            entries[name] = (fragment, entry)
     recipes: dict[str, Recipe] = {}
-    for name, entry in data["images"].items():
+    for name, (source, entry) in entries.items():
         if not isinstance(entry, dict) or "context" not in entry:
-            raise SpecError(f"{spec_path}: image '{name}' needs a 'context'")
+            raise SpecError(f"{source}: image '{name}' needs a 'context'")
         context = root / entry["context"]
         dockerfile = context / entry.get("dockerfile", "Dockerfile")
         if not dockerfile.is_file():
-            raise SpecError(f"{spec_path}: image '{name}': {dockerfile} does not exist")
+            raise SpecError(f"{source}: image '{name}': {dockerfile} does not exist")
         recipes[name] = Recipe(
             name=name,
             context=context,

@@ -147,3 +147,16 @@ def test_lab_secrets_are_made_once_and_private(tmp_path: Path) -> None:
     again, made_again = ensure_secrets(path)
     assert again == first
     assert not made_again
+
+
+def test_fragments_add_images_and_may_not_redefine_one(tmp_path: Path) -> None:
+    _recipe(tmp_path, "a")
+    _recipe(tmp_path, "b")
+    spec = _spec(tmp_path, "images:\n  a: {context: a}\n")
+    fragments = spec.parent / "images.d"
+    fragments.mkdir()
+    (fragments / "b.yml").write_text("images:\n  b: {context: b, base: a}\n")
+    assert images.load_spec(spec, tmp_path).recipes["b"].base == "a"
+    (fragments / "c.yml").write_text("images:\n  a: {context: b}\n")
+    with pytest.raises(images.SpecError, match=r"c\.yml: image 'a' is already defined"):
+        images.load_spec(spec, tmp_path)
