@@ -38,7 +38,7 @@ setup: ## the pinned dev environment in .venv (fast when nothing changed)
 	@mkdir -p collections/ansible_collections/edgeai
 	@ln -sfn ../../.. collections/ansible_collections/edgeai/appliance
 
-packages: setup ## Debian packages the tests drive for real (nginx + njs, testssl.sh, debootstrap)
+packages: setup ## Debian packages the tests drive for real (nginx + njs, testssl.sh, debootstrap, promtool, amtool, mtail)
 	$(LAB) packages
 
 lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook syntax

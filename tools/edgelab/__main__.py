@@ -17,7 +17,18 @@ IMAGES_JSON = STATE / "images.json"
 SECRETS_JSON = STATE / "secrets.json"
 MODELS_JSON = STATE / "demo-models.json"
 # real binaries the tests drive: nginx with njs (gateway), testssl.sh (TLS profile), debootstrap
-TEST_PACKAGES = ("debootstrap", "nginx", "libnginx-mod-http-js", "testssl.sh", "curl")
+TEST_PACKAGES = (
+    "debootstrap",
+    "nginx",
+    "libnginx-mod-http-js",
+    "testssl.sh",
+    "curl",
+    # promtool, amtool, mtail and the blackbox exporter check monitoring configs and rules.
+    "prometheus",
+    "prometheus-alertmanager",
+    "mtail",
+    "prometheus-blackbox-exporter",
+)
 
 
 def _log(message: str) -> None:
