@@ -53,7 +53,7 @@ def test_every_container_is_locked_down(host, check: str) -> None:
             assert config["ReadonlyRootfs"] is True, name
 
 
-def test_only_the_gateway_listens_beyond_loopback(host) -> None:
+def test_only_the_gateway_and_ssh_listen_beyond_loopback(host) -> None:
     listeners = host.check_output("ss -tlnH").splitlines()
     public = []
     for line in listeners:
@@ -62,7 +62,7 @@ def test_only_the_gateway_listens_beyond_loopback(host) -> None:
         if address not in ("127.0.0.1", "[::1]", "127.0.0.11") and not address.startswith("127."):
             public.append((address, port))
     assert public, listeners
-    assert {port for _, port in public} == {"30080"}, public
+    assert {port for _, port in public} == {"30080", "22"}, public
 
 
 def test_service_host_ports_are_on_loopback_only(host) -> None:
