@@ -126,3 +126,38 @@ def test_a_new_version_goes_live_under_load_and_a_rerun_changes_nothing(
     recap = re.findall(r"changed=(\d+)", again.stdout)
     assert recap, again.stdout
     assert set(recap) == {"0"}, again.stdout
+
+
+def test_a_sync_interrupted_half_way_leaves_the_old_version_and_the_next_run_completes(
+    tmp_path: Path,
+) -> None:
+    """The link drops after the file reached the host's staging area, before activation."""
+    before = serving_versions()
+    extra = tmp_path / "models-interrupted.json"
+    extra.write_text(json.dumps({"onnx_service_models": [{**MAGIKA, "version": 92}]}))
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ansible-playbook"),
+         "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+         "--tags", "onnx", "-e", f"@{extra}",
+         str(REPO / "playbooks/model_sync.yml")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+             "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    seen = []
+    assert process.stdout is not None
+    for line in process.stdout:
+        seen.append(line)
+        if "Checksum the staged files" in line:
+            os.killpg(process.pid, 9)  # the controller dies: no handler, no rescue runs
+            break
+    process.wait(timeout=60)
+    assert process.returncode == -9, "".join(seen[-30:])
+
+    assert serving_versions() == before
+    assert infer().status_code == 200
+
+    result = sync([{**MAGIKA, "version": 92}], tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "92" in serving_versions()
+    assert infer().status_code == 200
