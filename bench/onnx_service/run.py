@@ -568,16 +568,10 @@ def goals(raw: dict[str, Any], runs: list[dict[str, Any]], peer: Any) -> list[st
 
 
 def write_doc(table: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n"
-    start = text.find(SECTION + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + table
-    else:
-        nxt = text.find("\n## ", start + len(SECTION))
-        end = len(text) if nxt == -1 else nxt + 1
-        text = text[:start] + table + ("\n" if nxt != -1 else "") + text[end:]
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(text)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from doc import write_section  # noqa: PLC0415 - bench/ is not a package
+
+    write_section(SECTION, table, DOC)
 
 
 if __name__ == "__main__":
