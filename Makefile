@@ -13,6 +13,9 @@ REQUIREMENT_INPUTS := $(REQUIREMENTS) tests/standins/ollama/requirements.txt \
   tests/standins/ollama/requirements-test.txt onnx_service/pyproject.toml
 LAB := PYTHONPATH=tools $(PY) -m edgelab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+# Ansible's (and ansible-lint's) own state per checkout, so that checkouts side by side do not
+# share ~/.ansible (ansible-lint installs the collection it lints there)
+export ANSIBLE_HOME := $(CURDIR)/.ansible
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/collections
 export MOLECULE_GLOB := molecule/*/molecule.yml
 # Molecule's edge host publishes its gateway here (the lab's uses 30080), for tests as a client
