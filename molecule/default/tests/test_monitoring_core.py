@@ -70,7 +70,8 @@ def test_prometheus_is_healthy_under_prometheus_path_behind_basic_auth() -> None
     flags = api("status/flags")
     assert flags["web.external-url"] == "https://127.0.0.1:30080/prometheus/"
     assert flags["storage.tsdb.retention.time"] == "1d"
-    assert flags["storage.tsdb.retention.size"] == "256MB"
+    # Prometheus reads and reports size units as powers of two
+    assert flags["storage.tsdb.retention.size"] == "256MiB"
 
 
 def test_own_and_alertmanager_targets_are_up_with_fragment_labels() -> None:
