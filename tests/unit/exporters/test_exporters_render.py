@@ -63,7 +63,8 @@ def test_every_job_has_its_fragment_including_cadvisor(rendered: Path) -> None:
     assert files == ["blackbox.yml", "cadvisor.yml", "gateway.yml", "gateway_log.yml", "node.yml"]
     for job in ("gateway", "gateway_log", "node", "blackbox", "cadvisor"):
         groups = fragment(rendered, job)
-        assert groups and all(group["labels"]["job"] == job for group in groups), job
+        assert groups, job
+        assert all(group["labels"]["job"] == job for group in groups), job
         assert (rendered / "targets" / f"{job}.yml").stat().st_mode & 0o777 == 0o644
     assert fragment(rendered, "cadvisor") == [
         {"targets": ["cadvisor:8080"], "labels": {"job": "cadvisor"}}

@@ -14,7 +14,21 @@ REPO = Path(__file__).resolve().parents[3]
 PROGRAM = REPO / "roles/exporters/files/gateway.mtail"
 SAMPLE = Path(__file__).resolve().parent / "samples/gateway-access.log"
 MTAIL = shutil.which("mtail")
-BUCKETS = "0.005 0.01 0.025 0.05 0.1 0.25 0.5 1 2.5 5 10 30 60".split()
+BUCKETS = [
+    "0.005",
+    "0.01",
+    "0.025",
+    "0.05",
+    "0.1",
+    "0.25",
+    "0.5",
+    "1",
+    "2.5",
+    "5",
+    "10",
+    "30",
+    "60",
+]
 
 pytestmark = pytest.mark.skipif(MTAIL is None, reason="needs mtail")
 
@@ -51,7 +65,9 @@ def test_the_program_compiles() -> None:
 
 def test_a_broken_program_does_not(tmp_path: Path) -> None:
     broken = tmp_path / "broken.mtail"
-    broken.write_text(PROGRAM.read_text().replace("counter edgeai_gateway_requests_total by", "counter x by"))
+    broken.write_text(
+        PROGRAM.read_text().replace("counter edgeai_gateway_requests_total by", "counter x by")
+    )
     assert run_mtail("--progs", str(broken), "--compile_only", "--port", "0").returncode != 0
 
 
