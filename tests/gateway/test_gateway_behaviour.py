@@ -199,7 +199,7 @@ def test_access_log_is_json_with_client_and_never_the_key(
 
 
 def test_access_log_is_also_written_to_its_file(multi: Gateway, ca: Path, lab: Lab) -> None:
-    # gateway_access_log_dir: the same JSON lines in a file for mtail (buffered, flushed each second)
+    # gateway_access_log_dir: the same JSON lines in a file for mtail (flushed each second)
     call(multi, ca, "GET", "/api/tags", lab.keys.alice, headers={"X-Request-ID": "file-log-1"})
     log_file = multi.scenario.root / "run" / "access-file.log"
     deadline = time.monotonic() + 10

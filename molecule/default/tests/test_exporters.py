@@ -47,7 +47,7 @@ def from_mon(host, url: str) -> str:
     return host.check_output(f"docker exec blackbox-exporter wget -q -O - '{url}'")
 
 
-def metric(text: str, name: str, **labels: str) -> float | None:
+def metric(text: str, name: str, /, **labels: str) -> float | None:
     for line in text.splitlines():
         if line.startswith("#") or not line.startswith(name):
             continue
@@ -106,7 +106,11 @@ def test_node_exporter_serves_host_metrics_to_the_monitoring_network(host) -> No
     assert config["PidMode"] == "host"
     text = from_mon(host, f"http://{address}:9100/metrics")
     assert metric(text, "node_cpu_seconds_total") is not None
-    assert metric(text, "node_filesystem_avail_bytes", mountpoint="/") is not None
+    # the edge host's own filesystems and interfaces (its Docker bridges), not a container's
+    assert metric(text, "node_filesystem_avail_bytes", mountpoint="/var/lib/docker") is not None
+    assert re.search(r'^node_network_receive_bytes_total\{device="br-', text, re.M)
+    for collector in ("cpu", "meminfo", "filesystem", "netdev", "loadavg", "textfile"):
+        assert metric(text, "node_scrape_collector_success", collector=collector) == 1, collector
     assert metric(text, "node_textfile_scrape_error") == 0
     # not on the host's other addresses
     assert not host.socket("tcp://0.0.0.0:9100").is_listening
