@@ -198,6 +198,22 @@ def test_access_log_is_json_with_client_and_never_the_key(
     assert "y" * 40 not in logs
 
 
+def test_access_log_is_also_written_to_its_file(multi: Gateway, ca: Path, lab: Lab) -> None:
+    # gateway_access_log_dir: the same JSON lines in a file for mtail (flushed each second)
+    call(multi, ca, "GET", "/api/tags", lab.keys.alice, headers={"X-Request-ID": "file-log-1"})
+    log_file = multi.scenario.root / "run" / "access-file.log"
+    deadline = time.monotonic() + 10
+    lines: list[dict[str, object]] = []
+    while time.monotonic() < deadline:
+        text = log_file.read_text() if log_file.exists() else ""
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if any(line["request_id"] == "file-log-1" for line in lines):
+            break
+        time.sleep(0.2)
+    entry = next(line for line in lines if line["request_id"] == "file-log-1")
+    assert entry == log_entry(multi, "file-log-1")
+
+
 def read_stream(
     gw: Gateway,
     ca: Path,

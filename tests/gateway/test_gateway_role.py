@@ -91,6 +91,8 @@ def site() -> Iterator[Site]:
                 "gateway_image": IMAGE,
                 "gateway_container_name": site.container,
                 "gateway_config_dir": str(root / "cfg"),
+                "gateway_access_log_dir": str(root / "log"),
+                "gateway_access_log_logrotate": False,
                 "gateway_tls_ca_dir": str(root / "ca"),
                 "gateway_tls_ca_passphrase": "role-test-ca-passphrase",
                 "gateway_networks": list(nets.values()),

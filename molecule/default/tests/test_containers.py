@@ -55,10 +55,15 @@ def test_every_container_is_locked_down(host, check: str) -> None:
 
 def test_only_the_gateway_and_ssh_listen_beyond_loopback(host) -> None:
     listeners = host.check_output("ss -tlnH").splitlines()
+    # node_exporter (host network) listens on the edge_mon bridge address only (roles/exporters)
+    mon = json.loads(host.check_output("docker network inspect edge_mon"))[0]
+    node_exporter = (mon["IPAM"]["Config"][0]["Gateway"], "9100")
     public = []
     for line in listeners:
         local = line.split()[3]
         address, port = local.rsplit(":", 1)
+        if (address, port) == node_exporter:
+            continue
         if address not in ("127.0.0.1", "[::1]", "127.0.0.11") and not address.startswith("127."):
             public.append((address, port))
     assert public, listeners
