@@ -10,7 +10,8 @@ STAMP := $(VENV)/.requirements.sha256
 REQUIREMENTS := requirements-dev.txt
 # everything requirements-dev.txt pulls in: a change to any of them re-runs pip
 REQUIREMENT_INPUTS := $(REQUIREMENTS) tests/standins/ollama/requirements.txt \
-  tests/standins/ollama/requirements-test.txt onnx_service/pyproject.toml
+  tests/standins/ollama/requirements-test.txt tests/standins/grafana/requirements.txt \
+  tests/standins/grafana/requirements-test.txt onnx_service/pyproject.toml
 LAB := PYTHONPATH=tools $(PY) -m edgelab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Ansible's (and ansible-lint's) own state per checkout, so that checkouts side by side do not
@@ -52,7 +53,7 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook synta
 	@for p in playbooks/*.yml; do $(BIN)/ansible-playbook --syntax-check -i inventories/example $$p >/dev/null || exit 1; done; echo "syntax-check: playbooks/*.yml ok"
 
 unit: packages ## tests without Docker: collection, harness, stand-in, gateway on loopback, onnx_service
-	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/gateway -m "not docker"
+	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker"
 	cd onnx_service && ../$(BIN)/pytest -q
 
 images: setup ## Docker engine, lab image set and lab registry (cached by content hash)

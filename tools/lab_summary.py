@@ -16,7 +16,10 @@ HOST = "edgeai-lab-edge"
 SUMMARY = STATE / "summary.json"
 EXAMPLES = STATE / "examples"
 STANDINS = {
-    "ollama": "Ollama API stand-in (tests/standins/ollama): the real API subset, deterministic text"
+    "ollama": (
+        "Ollama API stand-in (tests/standins/ollama): the real API subset, deterministic text"
+    ),
+    "grafana": "Grafana stand-in (tests/standins/grafana): provisioning and the API subset, no UI",
 }
 
 
@@ -65,6 +68,7 @@ def collect() -> dict:
         "ca_cert": str(STATE / "gateway-ca/ca.crt"),
         "api_keys": {"user": secrets["user_key"], "admin": secrets["admin_key"]},
         "prometheus": {"user": "lab", "password": secrets["prometheus_password"]},
+        "grafana": {"user": "admin", "password": secrets["grafana_password"]},
         "models": {
             "onnx": sorted({m["name"] for m in onnx_models if m.get("state") == "READY"}),
             "ollama": sorted(m["name"] for m in ollama_tags["models"]),
@@ -100,7 +104,7 @@ The appliance runs on the lab edge host {HOST} (a systemd container with Docker 
   user key     {user}
   admin key    {admin}          (model management: /api/pull|create|delete, /v2/repository)
   Prometheus   user lab, password {summary["prometheus"]["password"]} (route /prometheus/, once monitoring is deployed)
-  Grafana      not deployed yet (monitoring is a later issue)
+  Grafana      user admin, password {summary["grafana"]["password"]} (route /grafana/; API: /grafana/api/search)
   models       ONNX: {", ".join(summary["models"]["onnx"]) or "none"}; Ollama: {", ".join(summary["models"]["ollama"]) or "none"}
   stand-ins    {"; ".join(STANDINS.values())}
 

@@ -11,7 +11,14 @@ import os
 import secrets
 from pathlib import Path
 
-NAMES = ("admin_key", "user_key", "probe_key", "ca_passphrase", "prometheus_password")
+NAMES = (
+    "admin_key",
+    "user_key",
+    "probe_key",
+    "ca_passphrase",
+    "prometheus_password",
+    "grafana_password",
+)
 
 
 def ensure_secrets(path: Path) -> tuple[dict[str, str], bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -147,6 +148,17 @@ def test_lab_secrets_are_made_once_and_private(tmp_path: Path) -> None:
     again, made_again = ensure_secrets(path)
     assert again == first
     assert not made_again
+
+
+def test_a_new_secret_is_added_and_existing_ones_are_kept(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    older = {name: f"kept-{name}" for name in NAMES if name != "grafana_password"}
+    path.write_text(json.dumps(older))
+    current, made = ensure_secrets(path)
+    assert made
+    assert {k: current[k] for k in older} == older
+    assert len(current["grafana_password"]) == 64
+    assert json.loads(path.read_text()) == current
 
 
 def test_fragments_add_images_and_may_not_redefine_one(tmp_path: Path) -> None:
