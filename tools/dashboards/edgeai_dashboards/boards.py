@@ -587,7 +587,7 @@ def host() -> Board:
                 requires=NEEDS_TEXTFILE,
             ),
             Q(
-                "max by (name, role) (edgeai_container_restart_count)",
+                "max by (name, role) (edgeai_container_restarts)",
                 instant=True,
                 requires=NEEDS_TEXTFILE,
             ),

@@ -1,0 +1,40 @@
+"""What every Molecule test needs to reach the lab's edge host as a client would."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
+SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
+IMAGES = json.loads((LAB_STATE / "images.json").read_text())
+CA = str(LAB_STATE / "gateway-ca/ca.crt")
+INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
+USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
+ADMIN = {"X-API-Key": SECRETS["admin_key"]}
+PROMETHEUS_AUTH = ("lab", SECRETS["prometheus_password"])
+
+
+def published() -> str:
+    """host:port where Docker published the edge host's gateway port on this machine."""
+    return subprocess.run(
+        ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
+    ).stdout.split()[0]
+
+
+def gateway_url() -> str:
+    return f"https://{published()}"
+
+
+def wait_for(check: Callable[[], object], timeout: float, step: float = 1.0) -> float | None:
+    """Seconds until check() was true, or None when timeout passed first."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if check():
+            return time.monotonic() - start
+        time.sleep(step)
+    return None

@@ -1,0 +1,92 @@
+"""Every dashboard query returns data from the real Prometheus once the appliance has worked.
+
+The queries are the generator's (tools/dashboards/queries.json: each panel's PromQL with Grafana's
+interval variables resolved). The module first makes the appliance do what the panels show:
+inference on both protocols, a real LLM generation, a rate-limited burst, a 5xx, a failed model
+load and an alert (a stopped Grafana); then every query must return at least one series.
+Lab exceptions are the panels marked `lab_exception` (cAdvisor, which cannot run here).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import requests
+from appliance_lab import ADMIN, CA, PROMETHEUS_AUTH, USER, gateway_url, wait_for
+
+REPO = Path(__file__).resolve().parents[3]
+QUERIES = json.loads((REPO / "tools/dashboards/queries.json").read_text())["queries"]
+CHECKED = [q for q in QUERIES if not q["lab_exception"]]
+MODELS_DIR = "/var/lib/edgeai/onnx/models"
+MAGIKA_ROW = {
+    "inputs": [{"name": "bytes", "shape": [1, 2048], "datatype": "INT32",
+                "data": [35, 33] + [256] * 2046}]
+}  # fmt: skip
+
+
+def query(expr: str) -> list:
+    response = requests.get(
+        gateway_url() + "/prometheus/api/v1/query", params={"query": expr},
+        auth=PROMETHEUS_AUTH, verify=CA, timeout=30,
+    )  # fmt: skip
+    response.raise_for_status()
+    return response.json()["data"]["result"]
+
+
+def _status(method: str, path: str, **kwargs) -> int:
+    try:
+        return requests.request(method, gateway_url() + path, verify=CA, timeout=120,
+                                **kwargs).status_code  # fmt: skip
+    except requests.RequestException:
+        return 0
+
+
+@pytest.fixture(scope="module")
+def appliance_at_work(host) -> None:
+    # traffic on every serving route
+    for _ in range(5):
+        assert _status("POST", "/v2/models/magika/infer", headers=USER, json=MAGIKA_ROW) == 200
+        assert _status("GET", "/v1/models", headers=USER) == 200
+    models = requests.get(gateway_url() + "/api/tags", headers=USER, verify=CA, timeout=30)
+    llm = models.json()["models"][0]["name"]
+    generate = {"model": llm, "prompt": "Say hello.", "stream": False,
+                "options": {"num_predict": 8, "temperature": 0, "seed": 1}}  # fmt: skip
+    assert _status("POST", "/api/generate", headers=USER, json=generate) == 200
+    # a burst without a key: the anonymous budget answers 429
+    assert 429 in [_status("GET", "/api/tags") for _ in range(80)]
+    # a failed load: a model whose file is not ONNX
+    with host.sudo():
+        broken = f"{MODELS_DIR}/broken/1"
+        host.check_output(f"mkdir -p {broken} && printf 'not onnx' > {broken}/model.onnx")
+    try:
+        assert _status("POST", "/v2/repository/models/broken/load", headers=ADMIN) >= 400
+    finally:
+        with host.sudo():
+            host.check_output(f"rm -rf {MODELS_DIR}/broken")
+    # Grafana stopped: /grafana/ answers 502 and its target goes down (an alert turns pending)
+    with host.sudo():
+        host.check_output("docker stop grafana")
+    try:
+        assert _status("GET", "/grafana/api/health") == 502
+        assert wait_for(lambda: query('ALERTS{job="grafana"}'), 120, 5) is not None
+    finally:
+        with host.sudo():
+            host.check_output("docker start grafana")
+    # one more scrape of everything (15 s) and of mtail's view of the log
+    assert wait_for(lambda: query("edgeai_gateway_rate_limited_total"), 60, 5) is not None
+
+
+@pytest.mark.parametrize(
+    "q", CHECKED, ids=[f"{q['dashboard']}:{q['panel']}:{q['ref_id']}" for q in CHECKED]
+)
+def test_dashboard_query_returns_data(appliance_at_work, q: dict) -> None:
+    result = wait_for(lambda: query(q["promql"]), 60, 5)
+    assert result is not None, f"{q['dashboard']} / {q['panel']}: no data for {q['promql']}"
+
+
+def test_the_lab_exceptions_are_only_cadvisor() -> None:
+    exceptions = [q for q in QUERIES if q["lab_exception"]]
+    assert exceptions
+    assert all("container_" in q["promql"] and "edgeai_" not in q["promql"] for q in exceptions)
