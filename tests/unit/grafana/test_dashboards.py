@@ -29,7 +29,7 @@ COMPONENTS = {"gateway", "onnx-service", "ollama", "host", "monitoring"}
 CONTRACT = re.compile(
     r"^(edgeai_gateway_(requests_total|request_duration_seconds_bucket"
     r"|upstream_header_duration_seconds_bucket|rate_limited_total)"
-    r"|edgeai_container_(running|unhealthy|restart_count)|edgeai_autoheal_restarts_total"
+    r"|edgeai_container_(running|unhealthy|restarts)|edgeai_autoheal_restarts_total"
     r"|ollama_(up|build_info|model_present|model_size_bytes|model_loaded|model_loaded_memory_bytes)"
     r"|probe_(success|duration_seconds|http_status_code|ssl_earliest_cert_expiry)"
     r"|(node|nginx|container|prometheus|alertmanager|grafana)_[a-zA-Z0-9_]+"
