@@ -256,8 +256,8 @@ def test_streaming_arrives_in_pieces(tmp_path: Path) -> None:
     assert arrivals[-1] - arrivals[0] > 0.4
 
 
-def test_concurrent_streams_do_not_serialise(tmp_path: Path) -> None:
-    with serve(create_app(tmp_path / "m", token_delay=0.05)) as url:
+def test_concurrent_streams_run_side_by_side_up_to_num_parallel(tmp_path: Path) -> None:
+    with serve(create_app(tmp_path / "m", token_delay=0.05, num_parallel=6)) as url:
         httpx.post(f"{url}/api/pull", json={"model": "standin/tiny", "stream": False})
 
         async def one(client: httpx.AsyncClient, prompt: str) -> int:
