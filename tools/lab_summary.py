@@ -15,9 +15,7 @@ STATE = ROOT / ".lab"
 HOST = "edgeai-lab-edge"
 SUMMARY = STATE / "summary.json"
 EXAMPLES = STATE / "examples"
-STANDINS = {
-    "ollama": "Ollama API stand-in, real inference (llama.cpp, Gemma 3 270M)"
-}
+STANDINS = {"ollama": "Ollama API stand-in, real inference (llama.cpp, Gemma 3 270M)"}
 
 
 def _run(*argv: str) -> str:
