@@ -315,8 +315,15 @@ async def pull(request: Request, state: State) -> Response:
     async def events() -> AsyncIterator[dict[str, Any]]:
         yield {"status": "pulling manifest"}
         entry = CATALOG.get(name)
-        if entry is None:
+        if entry is None and name.namespace == "standin":
+            # the built-in catalog answers like a registry without that manifest
             raise OllamaError(500, "pull model manifest: file does not exist")
+        if entry is None:
+            # there is no registry behind the stand-in: answer as an offline Ollama does
+            url = f"https://{name.host}/v2/{name.namespace}/{name.model}/manifests/{name.tag}"
+            raise OllamaError(
+                500, f'pull model manifest: Get "{url}": dial tcp: lookup {name.host}: no such host'
+            )
         model = entry.model_bytes
         parts = [(MEDIA_MODEL, model), (MEDIA_TEMPLATE, entry.template.encode())]
         if entry.system:
