@@ -89,3 +89,30 @@ def test_openai_client_streams_a_real_answer() -> None:
     assert usage is not None
     assert usage.completion_tokens <= 16
     assert usage.prompt_tokens > 5
+
+
+def _exporter_metrics() -> dict[str, float]:
+    script = (
+        "import urllib.request; "
+        "print(urllib.request.urlopen('http://127.0.0.1:9778/metrics', timeout=10).read().decode())"
+    )
+    text = subprocess.run(
+        ["docker", "exec", INSTANCE, "docker", "exec", "ollama-exporter", "python3", "-c", script],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    metrics = {}
+    for line in text.splitlines():
+        if line.startswith("ollama_"):
+            name, value = line.rsplit(" ", 1)
+            metrics[name] = float(value)
+    return metrics
+
+
+def test_the_exporter_reports_the_model_present_and_loaded() -> None:
+    _ollama().generate(MODEL, "Hello", options={"num_predict": 1}, keep_alive="5m")
+    metrics = _exporter_metrics()
+    assert metrics["ollama_up"] == 1
+    assert metrics['ollama_model_present{model="gemma3:270m"}'] == 1
+    assert metrics['ollama_model_size_bytes{model="gemma3:270m"}'] > 250e6
+    assert metrics['ollama_model_loaded{model="gemma3:270m"}'] == 1
+    assert metrics['ollama_model_loaded_memory_bytes{model="gemma3:270m"}'] > 250e6
