@@ -11,7 +11,8 @@ REQUIREMENTS := requirements-dev.txt
 # everything requirements-dev.txt pulls in: a change to any of them re-runs pip
 REQUIREMENT_INPUTS := $(REQUIREMENTS) tests/standins/ollama/requirements.txt \
   tests/standins/ollama/requirements-test.txt tests/standins/grafana/requirements.txt \
-  tests/standins/grafana/requirements-test.txt onnx_service/pyproject.toml
+  tests/standins/grafana/requirements-test.txt onnx_service/pyproject.toml \
+  exporters/ollama_exporter/pyproject.toml
 LAB := PYTHONPATH=tools $(PY) -m edgelab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Ansible's (and ansible-lint's) own state per checkout, so that checkouts side by side do not
@@ -55,6 +56,7 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook synta
 unit: packages ## tests without Docker: collection, harness, stand-in, gateway on loopback, onnx_service
 	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker"
 	cd onnx_service && ../$(BIN)/pytest -q
+	cd exporters/ollama_exporter && ../../$(BIN)/pytest -q
 
 images: setup ## Docker engine, lab image set and lab registry (cached by content hash)
 	$(LAB) images
@@ -63,6 +65,7 @@ integration: images packages ## roles and playbooks against this machine's Docke
 	source <($(LAB) env) && $(BIN)/pytest -q tests/gateway -m docker
 	source <($(LAB) env) && $(BIN)/pytest -q tests/model_sync
 	source <($(LAB) env) && cd onnx_service && ONNX_SERVICE_IMAGE=$$MSYNC_ONNX_IMAGE ../$(BIN)/pytest -q tests/test_container.py
+	source <($(LAB) env) && OLLAMA_STANDIN_IMAGE=$$MSYNC_OLLAMA_IMAGE $(BIN)/pytest -q tests/standins/ollama/integration
 
 molecule: images ## molecule test: the appliance on an emulated edge host
 	source <($(LAB) env) && $(BIN)/molecule test -s default

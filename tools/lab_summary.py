@@ -16,9 +16,7 @@ HOST = "edgeai-lab-edge"
 SUMMARY = STATE / "summary.json"
 EXAMPLES = STATE / "examples"
 STANDINS = {
-    "ollama": (
-        "Ollama API stand-in (tests/standins/ollama): the real API subset, deterministic text"
-    ),
+    "ollama": "Ollama API stand-in, real inference (llama.cpp, Gemma 3 270M)",
     "grafana": "Grafana stand-in (tests/standins/grafana): provisioning and the API subset, no UI",
 }
 
@@ -94,7 +92,7 @@ def main() -> int:
     )
     url, ca = summary["url"], summary["ca_cert"]
     user, admin = summary["api_keys"]["user"], summary["api_keys"]["admin"]
-    llm = summary["models"]["ollama"][0] if summary["models"]["ollama"] else "standin/tiny:latest"
+    llm = summary["models"]["ollama"][0] if summary["models"]["ollama"] else "gemma3:270m"
     auth = f'-H "Authorization: Bearer {user}"'
     print(f"""
 The appliance runs on the lab edge host {HOST} (a systemd container with Docker inside).

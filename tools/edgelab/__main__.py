@@ -58,6 +58,8 @@ def cmd_images(args: argparse.Namespace) -> int:
     )
     _log(f"wrote {IMAGES_JSON.relative_to(ROOT)}")
     MODELS_JSON.write_text(json.dumps(models.demo_onnx_models(), indent=2) + "\n")
+    gguf = models.gemma_gguf(STATE, ROOT / ".cache/models")
+    _log(f"verified {gguf.relative_to(ROOT)} (sha256 {models.GEMMA_SHA256[:12]}...)")
     _, made = secrets.ensure_secrets(SECRETS_JSON)
     _log(f"{'made' if made else 'kept'} the lab secrets in {SECRETS_JSON.relative_to(ROOT)}")
     return 0

@@ -105,30 +105,37 @@ def test_model_management_is_admin_only(method: str, path: str) -> None:
     assert response.json()["error"]["code"] == 403
 
 
-def test_admin_pulls_a_model_and_a_user_streams_from_it() -> None:
+def test_admin_pulls_a_model_and_a_user_streams_from_the_real_one() -> None:
+    # the stand-in's built-in catalog still serves pulls (there is no registry behind it)
     pulled = post(
         "/api/pull", headers=ADMIN, json={"model": "standin/tiny:latest", "stream": False}
     )
     assert pulled.status_code == 200, pulled.text
     assert pulled.json()["status"] == "success"
+    # gemma3:270m was installed by ollama_model from the GGUF on the controller; llama.cpp runs it
     with requests.post(
         URL + "/api/generate",
         headers=USER,
         json={
-            "model": "standin/tiny:latest",
-            "prompt": "hello edge",
-            "options": {"num_predict": 24},
+            "model": "gemma3:270m",
+            "prompt": "The capital of France is",
+            "options": {"num_predict": 12, "temperature": 0, "seed": 1},
         },
         verify=CA,
-        timeout=60,
+        timeout=300,
         stream=True,
     ) as response:
         assert response.status_code == 200
         chunks = [json.loads(line) for line in response.iter_lines() if line]
     assert len(chunks) > 2  # NDJSON pieces, not one buffered body
     assert chunks[-1]["done"] is True
-    assert chunks[-1]["eval_count"] == len(chunks) - 1
+    assert chunks[-1]["done_reason"] == "length"
+    assert chunks[-1]["eval_count"] == 12
+    assert 8 <= len(chunks) - 1 <= 12  # one piece per token (a split character joins two)
     assert all(not c["done"] for c in chunks[:-1])
+    text = "".join(c["response"] for c in chunks)
+    assert text.strip()
+    assert not text.startswith("Stand-in")  # written by the model, not the catalog's canned text
 
 
 def test_admin_key_reaches_the_model_repository() -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI, Request
@@ -14,10 +16,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import native, openai_compat
-from .backend import DeterministicBackend, GenerationBackend
-from .common import OllamaError, StandinState
+from .backend import AutoBackend, BackendError, GenerationBackend
+from .common import DEFAULT_KEEP_ALIVE, OllamaError, StandinState, now, parse_keep_alive
 from .openai_compat import OpenAIError
-from .store import ModelStore, default_models_dir
+from .scheduler import Scheduler
+from .store import ModelRecord, ModelStore, default_models_dir
 
 STANDIN_HEADER = (b"x-standin", b"ollama")
 
@@ -30,12 +33,27 @@ class Settings:
     port: int
     models: Path
     token_delay: float
+    num_parallel: int = 1
+    max_queue: int = 512
+    max_loaded: int = 1
+    context_length: int = 4096
+    keep_alive: timedelta | None = DEFAULT_KEEP_ALIVE
 
     @classmethod
     def from_env(cls) -> Settings:
-        host, port = parse_host(os.environ.get("OLLAMA_HOST", ""))
-        delay = float(os.environ.get("OLLAMA_STANDIN_TOKEN_DELAY", "0.005"))
-        return cls(host=host, port=port, models=default_models_dir(), token_delay=delay)
+        env = os.environ
+        host, port = parse_host(env.get("OLLAMA_HOST", ""))
+        return cls(
+            host=host,
+            port=port,
+            models=default_models_dir(),
+            token_delay=float(env.get("OLLAMA_STANDIN_TOKEN_DELAY", "0")),
+            num_parallel=int(env.get("OLLAMA_NUM_PARALLEL") or 1),
+            max_queue=int(env.get("OLLAMA_MAX_QUEUE") or 512),
+            max_loaded=int(env.get("OLLAMA_MAX_LOADED_MODELS") or 1),
+            context_length=int(env.get("OLLAMA_CONTEXT_LENGTH") or 4096),
+            keep_alive=parse_keep_alive(env.get("OLLAMA_KEEP_ALIVE")),
+        )
 
 
 def parse_host(value: str) -> tuple[str, int]:
@@ -78,21 +96,51 @@ class StandinHeader:
 def create_app(
     models_dir: Path | None = None,
     backend: GenerationBackend | None = None,
-    token_delay: float = 0.005,
+    token_delay: float = 0.0,
+    *,
+    num_parallel: int = 1,
+    max_queue: int = 512,
+    max_loaded: int = 1,
+    context_length: int = 4096,
+    keep_alive: timedelta | None = DEFAULT_KEEP_ALIVE,
+    expiry_interval: float = 1.0,
 ) -> FastAPI:
+    """The stand-in. ``backend`` loads models (default: llama.cpp, deterministic for the
+    catalog); ``token_delay`` paces streamed pieces (seconds, for tests of the HTTP layer)."""
     store = ModelStore(models_dir or default_models_dir())
+
+    def blob_path(record: ModelRecord) -> Path:
+        layer = record.model_layer
+        if layer is None:
+            raise BackendError(f"model '{record.name.display}' has no model layer")
+        return store.blob_path(layer.digest)
+
+    scheduler = Scheduler(
+        backend or AutoBackend(),
+        blob_path,
+        num_parallel=num_parallel,
+        max_queue=max_queue,
+        max_loaded=max_loaded,
+        context_length=context_length,
+        now=now,
+    )
     state = StandinState(
-        store=store, backend=backend or DeterministicBackend(), token_delay=token_delay
+        store=store, scheduler=scheduler, token_delay=token_delay, default_keep_alive=keep_alive
     )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.standin = state
-        yield
+        expiry = asyncio.create_task(scheduler.run_expiry(expiry_interval))
+        try:
+            yield
+        finally:
+            expiry.cancel()
+            await scheduler.close()
 
     app = FastAPI(
         title="Ollama stand-in",
-        description="Implements a subset of Ollama's HTTP API for tests. Not Ollama.",
+        description="Implements a subset of Ollama's HTTP API with llama.cpp. Not Ollama.",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,

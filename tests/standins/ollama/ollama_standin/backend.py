@@ -1,17 +1,20 @@
-"""Text generation behind a small interface, so a real backend (llama.cpp) can replace it.
+"""Model runtimes behind a small interface: llama.cpp for real GGUF models, a deterministic one
+for the stand-in's built-in catalog models (GGUF files without tensors, nothing to run).
 
-The stand-in ships only :class:`DeterministicBackend`: the reply is derived from a hash of the
-prompt, so the same request always yields the same text, token by token.
+The HTTP layer owns everything that does not depend on the runtime: queueing, keep_alive,
+``num_predict``, ``stop`` sequences, counters and durations. A runtime only loads a model and
+yields pieces of text as it samples them; its iterators may block (they run in a worker thread).
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from .store import ModelRecord
+from . import gguf
 
 _VOCAB = [
     "edge",
@@ -54,32 +57,64 @@ _VOCAB = [
 ]
 
 
+class BackendError(RuntimeError):
+    """A model cannot be loaded or run; answered as HTTP 500 with this message."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """What to continue: chat messages rendered with the model's template, or a raw prompt."""
+
+    messages: tuple[tuple[str, str], ...] = ()
+    raw: str | None = None
+
+    def plain_text(self) -> str:
+        if self.raw is not None:
+            return self.raw
+        return "\n".join(content for _, content in self.messages)
+
+
 @dataclass(frozen=True)
 class Completion:
-    """One piece of generated text; ``done_reason`` is set on the last one."""
+    """A piece of sampled text and how many tokens it stands for.
+
+    ``prompt_tokens`` is set on the first piece (the prompt is evaluated before it).
+    A runtime stops on its own only at an end-of-generation token or a full context
+    (``done_reason`` "stop" or "length"); the HTTP layer stops it earlier by closing the iterator.
+    """
 
     text: str
+    tokens: int = 1
+    prompt_tokens: int | None = None
     done_reason: str | None = None
 
 
+class ModelRunner(Protocol):
+    """One loaded context of a model; serves one request at a time."""
+
+    memory_bytes: int
+
+    def generate(self, prompt: Prompt, options: Mapping[str, Any]) -> Iterator[Completion]: ...
+
+    def close(self) -> None: ...
+
+
 class GenerationBackend(Protocol):
-    """What the HTTP layer needs from a model runtime. Iterators may block (run in a thread)."""
+    """Loads models (blocking; called in a worker thread)."""
 
-    def count_tokens(self, text: str) -> int: ...
-
-    def generate(
-        self, model: ModelRecord, prompt: str, options: Mapping[str, Any]
-    ) -> Iterator[Completion]: ...
+    def load(self, path: Path, num_ctx: int, options: Mapping[str, Any]) -> ModelRunner: ...
 
 
-class DeterministicBackend:
-    """No weights: a reply of 12-27 tokens chosen by sha256 of (model digest, prompt)."""
+@dataclass
+class DeterministicRunner:
+    """A catalog model without weights: 12-27 words chosen by sha256 of (model, prompt)."""
 
-    def count_tokens(self, text: str) -> int:
-        return max(1, len(text.split()))
+    model_digest: str
+    memory_bytes: int = 0
+    closed: bool = field(default=False, repr=False)
 
-    def reply_tokens(self, model: ModelRecord, prompt: str) -> list[str]:
-        seed = hashlib.sha256(f"{model.digest}\n{prompt}".encode()).digest()
+    def reply_tokens(self, prompt: str) -> list[str]:
+        seed = hashlib.sha256(f"{self.model_digest}\n{prompt}".encode()).digest()
         stream = seed
         while len(stream) < 64:
             stream += hashlib.sha256(stream).digest()
@@ -87,17 +122,43 @@ class DeterministicBackend:
         words = [_VOCAB[b % len(_VOCAB)] for b in stream[1 : length + 1]]
         return ["Stand-in", *(f" {w}" for w in words[1:]), "."]
 
-    def generate(
-        self, model: ModelRecord, prompt: str, options: Mapping[str, Any]
-    ) -> Iterator[Completion]:
-        tokens = self.reply_tokens(model, prompt)
-        limit = options.get("num_predict")
-        if isinstance(limit, int) and not isinstance(limit, bool) and 0 <= limit < len(tokens):
-            tokens, reason = tokens[:limit], "length"
-        else:
-            reason = "stop"
-        if not tokens:
-            yield Completion("", reason)
-            return
+    def generate(self, prompt: Prompt, options: Mapping[str, Any]) -> Iterator[Completion]:
+        text = prompt.plain_text()
+        prompt_tokens = max(1, len(text.split()))
+        tokens = self.reply_tokens(text)
         for index, token in enumerate(tokens):
-            yield Completion(token, reason if index == len(tokens) - 1 else None)
+            last = index == len(tokens) - 1
+            yield Completion(
+                token,
+                prompt_tokens=prompt_tokens if index == 0 else None,
+                done_reason="stop" if last else None,
+            )
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class AutoBackend:
+    """llama.cpp for GGUF files with tensors; the deterministic runner for catalog models."""
+
+    def __init__(self, threads: int | None = None) -> None:
+        self.threads = threads
+
+    def load(self, path: Path, num_ctx: int, options: Mapping[str, Any]) -> ModelRunner:
+        try:
+            with path.open("rb") as stream:
+                info = gguf.read_info(stream)
+        except (OSError, gguf.NotGGUFError) as exc:
+            raise BackendError(f"llama runner process has terminated: {exc}") from None
+        if info.tensor_count == 0:
+            return DeterministicRunner(model_digest=path.name, memory_bytes=0)
+        try:
+            # llama-cpp-python is in the stand-in image only, not in the test venv
+            from .llama import LlamaRunner  # noqa: PLC0415
+        except ImportError as exc:
+            raise BackendError(
+                f"llama runner is not available in this environment: {exc} "
+                "(the stand-in image has llama-cpp-python)"
+            ) from None
+        threads = options.get("num_thread") or self.threads
+        return LlamaRunner(path, num_ctx=num_ctx, threads=int(threads) if threads else None)

@@ -3,21 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
+import anyio
 from fastapi import Request
 from pydantic import BaseModel, ValidationError
-from starlette.concurrency import iterate_in_threadpool
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from .backend import Completion, GenerationBackend
+from .backend import BackendError, Completion, Prompt
 from .names import InvalidNameError, ModelName
+from .scheduler import Loaded, QueueFullError, Scheduler
 from .store import ModelRecord, ModelStore
 
 VERSION = "0.12.0-standin"
@@ -26,6 +29,7 @@ _DURATION = re.compile(r"^(-?\d+(?:\.\d+)?)(ns|us|ms|s|m|h)?$")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 
 
 class OllamaError(Exception):
@@ -40,24 +44,18 @@ class OllamaError(Exception):
 @dataclass
 class StandinState:
     store: ModelStore
-    backend: GenerationBackend
+    scheduler: Scheduler
     token_delay: float
-    loaded: dict[ModelName, datetime | None] = field(default_factory=dict)
+    default_keep_alive: timedelta = DEFAULT_KEEP_ALIVE
 
-    def touch(self, name: ModelName, keep_alive: Any) -> None:
-        """Mark a model loaded until its keep_alive runs out (None: forever; 0: unload)."""
-        duration = parse_keep_alive(keep_alive)
-        if duration is not None and duration <= timedelta(0):
-            self.loaded.pop(name, None)
-            return
-        self.loaded[name] = None if duration is None else now() + duration
+    def keep_alive(self, value: Any) -> timedelta | None:
+        """A request's keep_alive (None: forever), OLLAMA_KEEP_ALIVE when it gives none."""
+        if value is None or value == "":
+            return self.default_keep_alive
+        return parse_keep_alive(value)
 
-    def running(self) -> dict[ModelName, datetime | None]:
-        current = now()
-        for name, expires in list(self.loaded.items()):
-            if expires is not None and expires <= current:
-                del self.loaded[name]
-        return dict(self.loaded)
+    def running(self) -> dict[ModelName, Loaded]:
+        return dict(self.scheduler.loaded)
 
 
 def get_state(request: Request) -> StandinState:
@@ -131,46 +129,150 @@ class GenerationResult:
     text: list[str] = field(default_factory=list)
     done_reason: str = "stop"
     prompt_tokens: int = 0
+    eval_tokens: int = 0
+    load_seconds: float = 0.0
     started: float = field(default_factory=time.perf_counter)
+    prompt_started: float | None = None
     first_token: float | None = None
     finished: float | None = None
 
     def stats(self) -> dict[str, int]:
         finished = self.finished or time.perf_counter()
+        prompt_started = self.prompt_started or self.started
         first = self.first_token or finished
-        total = int((finished - self.started) * 1e9)
-        prompt_ns = int((first - self.started) * 1e9)
         return {
-            "total_duration": total,
-            "load_duration": 0,
+            "total_duration": int((finished - self.started) * 1e9),
+            "load_duration": int(self.load_seconds * 1e9),
             "prompt_eval_count": self.prompt_tokens,
-            "prompt_eval_duration": prompt_ns,
-            "eval_count": len([t for t in self.text if t]),
-            "eval_duration": max(0, total - prompt_ns),
+            "prompt_eval_duration": int((first - prompt_started) * 1e9),
+            "eval_count": self.eval_tokens,
+            "eval_duration": int((finished - first) * 1e9),
         }
+
+
+def stop_sequences(options: dict[str, Any]) -> list[str]:
+    raw = options.get("stop")
+    if raw is None:
+        return []
+    values = raw if isinstance(raw, list) else [raw]
+    return [str(v) for v in values if str(v)]
+
+
+def num_predict(options: dict[str, Any]) -> int | None:
+    """Ollama's num_predict: a positive limit, or -1/-2/absent for none."""
+    value = options.get("num_predict")
+    if value is None or isinstance(value, bool):
+        return None
+    limit = int(value)
+    return limit if limit >= 0 else None
+
+
+def _held_back(text: str, stops: list[str]) -> int:
+    """How many characters at the end of ``text`` could start a stop sequence."""
+    best = 0
+    for stop in stops:
+        for size in range(min(len(stop) - 1, len(text)), best, -1):
+            if text.endswith(stop[:size]):
+                best = size
+                break
+    return best
 
 
 async def generate_tokens(
     state: StandinState,
     record: ModelRecord,
-    prompt: str,
+    prompt: Prompt,
     options: dict[str, Any],
+    keep_alive: timedelta | None,
     result: GenerationResult,
 ) -> AsyncIterator[str]:
-    """Run the backend in a worker thread and yield text pieces, pacing them like a model."""
-    result.prompt_tokens = state.backend.count_tokens(prompt)
-    pieces: Iterator[Completion] = state.backend.generate(record, prompt, options)
-    async for piece in iterate_in_threadpool(pieces):
-        if result.first_token is None:
-            result.first_token = time.perf_counter()
-        result.text.append(piece.text)
-        if piece.done_reason:
-            result.done_reason = piece.done_reason
-        if piece.text:
-            yield piece.text
-        if state.token_delay:
-            await asyncio.sleep(state.token_delay)
+    """Queue for a runner, run it in a worker thread and yield text as it is sampled.
+
+    ``num_predict`` and ``stop`` are applied here: the runner is stopped (its iterator closed)
+    as soon as the limit is reached or a stop sequence appears; a stop sequence is not sent.
+    Text that could be the start of a stop sequence is held back until it is clear.
+    """
+    merged = {**record.parameters, **options}
+    stops = stop_sequences(merged)
+    limit = num_predict(merged)
+    try:
+        state.scheduler.admit()
+    except QueueFullError as exc:
+        raise OllamaError(503, str(exc)) from None
+    try:
+        async with state.scheduler.slot(record, keep_alive, merged) as slot:
+            result.load_seconds = slot.load_seconds
+            result.prompt_started = time.perf_counter()
+            if limit == 0:
+                result.done_reason = "length"
+                result.first_token = result.finished = time.perf_counter()
+                return
+            pieces = slot.runner.generate(prompt, merged)
+            held = ""
+            try:
+                async for piece in iterate_in_threadpool(pieces):
+                    if result.first_token is None:
+                        result.first_token = time.perf_counter()
+                    if piece.prompt_tokens is not None:
+                        result.prompt_tokens = piece.prompt_tokens
+                    result.eval_tokens += piece.tokens
+                    held += piece.text
+                    if piece.done_reason:
+                        result.done_reason = piece.done_reason
+                    found = [held.index(s) for s in stops if s in held]
+                    if found:
+                        held, result.done_reason = held[: min(found)], "stop"
+                    elif limit is not None and result.eval_tokens >= limit:
+                        result.done_reason = "length"
+                    elif not piece.done_reason:
+                        keep = _held_back(held, stops)
+                        ready, held = held[: len(held) - keep], held[len(held) - keep :]
+                        if ready:
+                            result.text.append(ready)
+                            yield ready
+                        if state.token_delay:
+                            await asyncio.sleep(state.token_delay)
+                        continue
+                    if held:
+                        result.text.append(held)
+                        yield held
+                    break
+            finally:
+                # also when the client went away: the runner must be idle before it is reused
+                with anyio.CancelScope(shield=True):
+                    await run_in_threadpool(close_when_idle, pieces)
+    except BackendError as exc:
+        raise OllamaError(500, str(exc)) from None
+    finally:
+        state.scheduler.leave()
     result.finished = time.perf_counter()
+
+
+def close_when_idle(pieces: Iterator[Completion]) -> None:
+    """Close a runner's iterator; a worker thread may still be computing its current token."""
+    close = getattr(pieces, "close", None)
+    if close is None:
+        return
+    while True:
+        try:
+            close()
+            return
+        except ValueError:  # generator already executing
+            time.sleep(0.005)
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T | None:
+    """Await ``work``, cancelling it (and so the generation) when the client disconnects."""
+    task = asyncio.ensure_future(work)
+    while True:
+        done, _ = await asyncio.wait({task}, timeout=0.25)
+        if done:
+            return task.result()
+        if await request.is_disconnected():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return None
 
 
 def ndjson(item: dict[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from . import gguf
+from .backend import BackendError, Prompt
 from .catalog import CATALOG
 from .common import (
     VERSION,
@@ -23,10 +24,12 @@ from .common import (
     generate_tokens,
     get_state,
     guarded,
+    now,
     os_error_text,
     parse_body,
     parse_name,
     timestamp,
+    unless_disconnected,
 )
 from .names import ModelName
 from .store import (
@@ -108,6 +111,7 @@ class GenerateRequest(_Body):
     model: str = ""
     prompt: str = ""
     system: str | None = None
+    raw: bool = False
     options: dict[str, Any] = Field(default_factory=dict)
     stream: bool = True
     keep_alive: float | str | None = None
@@ -126,11 +130,33 @@ class ChatRequest(_Body):
     keep_alive: float | str | None = None
 
 
-async def _stream_or_single(stream: bool, factory: Any) -> Response:
-    """NDJSON progress when streaming; otherwise the last object, or the error with its status."""
-    if stream:
-        return StreamingResponse(guarded(factory), media_type=NDJSON)
-    return JSONResponse(await collect(factory))
+async def _stream_or_single(stream: bool, factory: Any, request: Request | None = None) -> Response:
+    """NDJSON when streaming; otherwise the last object, or the error with its status.
+
+    A stream answers only once its first object is ready (as Ollama answers after the request
+    got a runner), so a refused or failed request still gets its HTTP status.
+    """
+    if not stream:
+        if request is None:
+            return JSONResponse(await collect(factory))
+        last = await unless_disconnected(request, collect(factory))
+        return JSONResponse(last) if last is not None else Response(status_code=499)
+    items = factory()
+    try:
+        first = await anext(items)
+    except StopAsyncIteration:
+        first = None
+    except OllamaError:
+        await items.aclose()
+        raise
+
+    async def chained() -> AsyncIterator[dict[str, Any]]:
+        if first is not None:
+            yield first
+        async for item in items:
+            yield item
+
+    return StreamingResponse(guarded(chained), media_type=NDJSON)
 
 
 def _model_json(record: ModelRecord) -> dict[str, Any]:
@@ -172,15 +198,18 @@ async def tags(state: State) -> dict[str, Any]:
 @router.get("/api/ps")
 async def ps(state: State) -> dict[str, Any]:
     models = []
-    for name, expires in state.running().items():
-        record = state.store.get(name)
-        if record is None:
-            continue
-        entry = _model_json(record)
+    for loaded in state.running().values():
+        entry = _model_json(loaded.record)
         del entry["modified_at"]
+        if loaded.busy or loaded.expires is None:
+            keep = loaded.keep_alive
+            expires = None if keep is None else now() + keep
+        else:
+            expires = loaded.expires
+        entry["size"] = loaded.memory_bytes
         entry["expires_at"] = timestamp(expires) if expires else "2318-01-01T00:00:00Z"
         entry["size_vram"] = 0
-        entry["context_length"] = int(record.parameters.get("num_ctx", 4096))
+        entry["context_length"] = loaded.context_length
         models.append(entry)
     return {"models": models}
 
@@ -238,7 +267,8 @@ async def show(request: Request, state: State) -> dict[str, Any]:
             "general.architecture": record.config.get("model_family", ""),
             "general.file_type": record.config.get("file_type", ""),
             "general.parameter_count": 0,
-            "standin.note": "Ollama stand-in: deterministic text, no weights are loaded",
+            "standin.note": "Ollama stand-in: llama.cpp runs GGUF files with weights; "
+            "the built-in catalog models have none and answer deterministic text",
         },
         "capabilities": ["completion"],
         "modified_at": timestamp(record.modified_at),
@@ -254,9 +284,9 @@ async def delete(request: Request, state: State) -> Response:
     if not body.target:
         raise OllamaError(400, "model is required")
     name = parse_name(body.target)
+    await state.scheduler.unload_model(name)
     if not state.store.delete(name):
         raise OllamaError(404, f"model '{body.target}' not found")
-    state.loaded.pop(name, None)
     return Response(status_code=200)
 
 
@@ -285,8 +315,15 @@ async def pull(request: Request, state: State) -> Response:
     async def events() -> AsyncIterator[dict[str, Any]]:
         yield {"status": "pulling manifest"}
         entry = CATALOG.get(name)
-        if entry is None:
+        if entry is None and name.namespace == "standin":
+            # the built-in catalog answers like a registry without that manifest
             raise OllamaError(500, "pull model manifest: file does not exist")
+        if entry is None:
+            # there is no registry behind the stand-in: answer as an offline Ollama does
+            url = f"https://{name.host}/v2/{name.namespace}/{name.model}/manifests/{name.tag}"
+            raise OllamaError(
+                500, f'pull model manifest: Get "{url}": dial tcp: lookup {name.host}: no such host'
+            )
         model = entry.model_bytes
         parts = [(MEDIA_MODEL, model), (MEDIA_TEMPLATE, entry.template.encode())]
         if entry.system:
@@ -428,52 +465,61 @@ async def create(request: Request, state: State) -> Response:
     return await _stream_or_single(body.stream, events)
 
 
-def _final(record: ModelRecord, result: GenerationResult) -> dict[str, Any]:
+def _final(result: GenerationResult) -> dict[str, Any]:
     return {"done": True, "done_reason": result.done_reason, **result.stats()}
+
+
+async def _load_or_unload(state: StandinState, record: ModelRecord, keep_alive: Any) -> str:
+    """An empty prompt or message list loads the model, or unloads it with keep_alive 0."""
+    duration = state.keep_alive(keep_alive)
+    try:
+        await state.scheduler.load(record, duration)
+    except BackendError as exc:
+        raise OllamaError(500, str(exc)) from None
+    return "unload" if duration is not None and duration.total_seconds() <= 0 else "load"
 
 
 @router.post("/api/generate")
 async def generate(request: Request, state: State) -> Response:
     body = await parse_body(request, GenerateRequest)
-    name, record = _require(state, body.model)
-    state.touch(name, body.keep_alive)
+    _, record = _require(state, body.model)
+    keep_alive = state.keep_alive(body.keep_alive)
     base = {"model": body.model}
     if not body.prompt:
-        reason = "unload" if name not in state.loaded else "load"
+        reason = await _load_or_unload(state, record, body.keep_alive)
         return JSONResponse(
             {**base, "created_at": timestamp(), "response": "", "done": True, "done_reason": reason}
         )
-    system = body.system if body.system is not None else record.system
-    prompt = f"{system}\n{body.prompt}" if system else body.prompt
+    if body.raw:
+        prompt = Prompt(raw=body.prompt)
+    else:
+        system = body.system if body.system is not None else record.system
+        turns = ([("system", system)] if system else []) + [("user", body.prompt)]
+        prompt = Prompt(messages=tuple(turns))
     result = GenerationResult()
 
     def context() -> list[int]:
         return [int.from_bytes(hashlib.sha256(t.encode()).digest()[:2]) for t in result.text]
 
     async def events() -> AsyncIterator[dict[str, Any]]:
-        async for piece in generate_tokens(state, record, prompt, body.options, result):
+        async for piece in generate_tokens(state, record, prompt, body.options, keep_alive, result):
             if body.stream:
                 yield {**base, "created_at": timestamp(), "response": piece, "done": False}
         text = "" if body.stream else "".join(result.text)
-        yield {
-            **base,
-            "created_at": timestamp(),
-            "response": text,
-            **_final(record, result),
-            "context": context(),
-        }
+        final = {**base, "created_at": timestamp(), "response": text, **_final(result)}
+        yield final if body.raw else {**final, "context": context()}
 
-    return await _stream_or_single(body.stream, events)
+    return await _stream_or_single(body.stream, events, request)
 
 
 @router.post("/api/chat")
 async def chat(request: Request, state: State) -> Response:
     body = await parse_body(request, ChatRequest)
-    name, record = _require(state, body.model)
-    state.touch(name, body.keep_alive)
+    _, record = _require(state, body.model)
+    keep_alive = state.keep_alive(body.keep_alive)
     base = {"model": body.model}
     if not body.messages:
-        reason = "unload" if name not in state.loaded else "load"
+        reason = await _load_or_unload(state, record, body.keep_alive)
         message = {"role": "assistant", "content": ""}
         return JSONResponse(
             {
@@ -484,17 +530,19 @@ async def chat(request: Request, state: State) -> Response:
                 "done_reason": reason,
             }
         )
-    system = record.system if not any(m.role == "system" for m in body.messages) else ""
-    prompt = "\n".join([system, *(m.content for m in body.messages)]).strip()
+    turns = [(m.role, m.content) for m in body.messages]
+    if record.system and not any(role == "system" for role, _ in turns):
+        turns.insert(0, ("system", record.system))
+    prompt = Prompt(messages=tuple(turns))
     result = GenerationResult()
 
     async def events() -> AsyncIterator[dict[str, Any]]:
-        async for piece in generate_tokens(state, record, prompt, body.options, result):
+        async for piece in generate_tokens(state, record, prompt, body.options, keep_alive, result):
             if body.stream:
                 message = {"role": "assistant", "content": piece}
                 yield {**base, "created_at": timestamp(), "message": message, "done": False}
         content = "" if body.stream else "".join(result.text)
         message = {"role": "assistant", "content": content}
-        yield {**base, "created_at": timestamp(), "message": message, **_final(record, result)}
+        yield {**base, "created_at": timestamp(), "message": message, **_final(result)}
 
-    return await _stream_or_single(body.stream, events)
+    return await _stream_or_single(body.stream, events, request)

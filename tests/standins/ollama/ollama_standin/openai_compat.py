@@ -12,7 +12,15 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from .common import GenerationResult, OllamaError, StandinState, generate_tokens, get_state
+from .backend import Prompt
+from .common import (
+    GenerationResult,
+    OllamaError,
+    StandinState,
+    generate_tokens,
+    get_state,
+    unless_disconnected,
+)
 from .names import InvalidNameError, ModelName
 from .store import ModelRecord
 
@@ -30,7 +38,8 @@ class OpenAIError(Exception):
 
     @property
     def kind(self) -> str:
-        return {400: "invalid_request_error", 404: "not_found_error"}.get(self.status, "api_error")
+        kinds = {400: "invalid_request_error", 404: "not_found_error"}
+        return kinds.get(self.status, "api_error")
 
     def response(self) -> JSONResponse:
         error = {"message": self.message, "type": self.kind, "param": None, "code": None}
@@ -62,7 +71,11 @@ class ChatCompletionRequest(BaseModel):
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     temperature: float | None = None
+    top_p: float | None = None
     seed: int | None = None
+    stop: str | list[str] | None = None
+    frequency_penalty: float | None = None
+    presence_penalty: float | None = None
 
 
 def _lookup(state: StandinState, raw: str) -> ModelRecord:
@@ -87,18 +100,29 @@ async def _parse(request: Request) -> ChatCompletionRequest:
 async def chat_completions(request: Request, state: State) -> Response:
     body = await _parse(request)
     record = _lookup(state, body.model)
-    try:
-        state.touch(record.name, None)
-    except OllamaError as exc:
-        raise OpenAIError(exc.status, exc.message) from None
     options: dict[str, Any] = {}
     limit = (
         body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
     )
     if limit is not None:
         options["num_predict"] = limit
-    system = "" if any(m.role == "system" for m in body.messages) else record.system
-    prompt = "\n".join([system, *(m.text for m in body.messages)]).strip()
+    # Ollama maps these OpenAI fields onto its own options
+    for field_name in (
+        "temperature",
+        "top_p",
+        "seed",
+        "stop",
+        "frequency_penalty",
+        "presence_penalty",
+    ):
+        value = getattr(body, field_name)
+        if value is not None:
+            options[field_name] = value
+    turns = [(m.role, m.text) for m in body.messages]
+    if record.system and not any(role == "system" for role, _ in turns):
+        turns.insert(0, ("system", record.system))
+    prompt = Prompt(messages=tuple(turns))
+    keep_alive = state.keep_alive(None)
     result = GenerationResult()
     ident = f"chatcmpl-{secrets.randbelow(1000)}"
     created = int(time.time())
@@ -117,8 +141,17 @@ async def chat_completions(request: Request, state: State) -> Response:
         return "length" if result.done_reason == "length" else "stop"
 
     if not body.stream:
-        async for _ in generate_tokens(state, record, prompt, options, result):
-            pass
+
+        async def run() -> bool:
+            async for _ in generate_tokens(state, record, prompt, options, keep_alive, result):
+                pass
+            return True
+
+        try:
+            if await unless_disconnected(request, run()) is None:
+                return Response(status_code=499)
+        except OllamaError as exc:
+            raise OpenAIError(exc.status, exc.message) from None
         message = {"role": "assistant", "content": "".join(result.text)}
         choice = {"index": 0, "message": message, "finish_reason": finish()}
         return JSONResponse(
@@ -131,10 +164,28 @@ async def chat_completions(request: Request, state: State) -> Response:
         payload = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
         return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
+    pieces = generate_tokens(state, record, prompt, options, keep_alive, result)
+    try:
+        # answer only once the request got a runner, so a refused one still gets its status
+        first: str | None = await anext(pieces)
+    except StopAsyncIteration:
+        first = None
+    except OllamaError as exc:
+        await pieces.aclose()
+        raise OpenAIError(exc.status, exc.message) from None
+
     async def events() -> AsyncIterator[bytes]:
-        async for piece in generate_tokens(state, record, prompt, options, result):
-            delta = {"role": "assistant", "content": piece}
+        if first is not None:
+            delta = {"role": "assistant", "content": first}
             yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        try:
+            async for piece in pieces:
+                delta = {"role": "assistant", "content": piece}
+                yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        except OllamaError as exc:
+            error = {"message": exc.message, "type": "api_error", "param": None, "code": None}
+            yield f"data: {json.dumps({'error': error})}\n\n".encode()
+            return
         delta = {"role": "assistant", "content": ""}
         yield chunk([{"index": 0, "delta": delta, "finish_reason": finish()}])
         if include_usage:

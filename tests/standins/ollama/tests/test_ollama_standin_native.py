@@ -75,13 +75,23 @@ def test_tags_digest_is_sha256_of_manifest_and_stable(
         assert other.list().models[0].digest == model.digest
 
 
-def test_pull_unknown_model_fails_like_a_missing_manifest(client: ollama.Client) -> None:
+def test_pull_unknown_catalog_model_fails_like_a_missing_manifest(client: ollama.Client) -> None:
     with pytest.raises(ollama.ResponseError, match="pull model manifest: file does not exist"):
-        list(client.pull("library/does-not-exist", stream=True))
+        list(client.pull("standin/does-not-exist", stream=True))
     with pytest.raises(ollama.ResponseError) as caught:
-        client.pull("does-not-exist", stream=False)
+        client.pull("standin/does-not-exist", stream=False)
     assert caught.value.status_code == 500
     assert caught.value.error == "pull model manifest: file does not exist"
+
+
+def test_pull_from_a_registry_fails_as_an_offline_ollama_does(client: ollama.Client) -> None:
+    with pytest.raises(ollama.ResponseError) as caught:
+        client.pull("gemma3:270m", stream=False)
+    assert caught.value.status_code == 500
+    assert caught.value.error == (
+        'pull model manifest: Get "https://registry.ollama.ai/v2/library/gemma3/manifests/270m": '
+        "dial tcp: lookup registry.ollama.ai: no such host"
+    )
 
 
 def test_invalid_name_and_missing_body(standin: str) -> None:
@@ -256,8 +266,8 @@ def test_streaming_arrives_in_pieces(tmp_path: Path) -> None:
     assert arrivals[-1] - arrivals[0] > 0.4
 
 
-def test_concurrent_streams_do_not_serialise(tmp_path: Path) -> None:
-    with serve(create_app(tmp_path / "m", token_delay=0.05)) as url:
+def test_concurrent_streams_run_side_by_side_up_to_num_parallel(tmp_path: Path) -> None:
+    with serve(create_app(tmp_path / "m", token_delay=0.05, num_parallel=6)) as url:
         httpx.post(f"{url}/api/pull", json={"model": "standin/tiny", "stream": False})
 
         async def one(client: httpx.AsyncClient, prompt: str) -> int:

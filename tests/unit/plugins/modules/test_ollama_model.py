@@ -269,10 +269,10 @@ def test_unreachable_server_names_the_url(run: Any) -> None:
 
 
 def test_unknown_model(run: Any, standin: Standin) -> None:
-    result = run({"name": "library/no-such-model:7b", "api_url": standin.url})
+    result = run({"name": "standin/no-such-model:7b", "api_url": standin.url})
     assert result["failed"] is True
     assert result["msg"] == (
-        "model no-such-model:7b was not found in the registry: check the name and tag. "
+        "model standin/no-such-model:7b was not found in the registry: check the name and tag. "
         "Ollama said: pull model manifest: file does not exist"
     )
 

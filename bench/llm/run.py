@@ -1,0 +1,217 @@
+"""Tokens per second and time to first token of the Ollama stand-in (llama.cpp, Gemma 3 270M),
+direct and through the gateway, in one run.
+
+  direct:  client -> stand-in container (plain HTTP)
+  gateway: client -> gateway (TLS, API key hashed by njs, auth, limits, JSON access log,
+           upstream keepalive; the role's own config rendered by Ansible, as bench/gateway does)
+           -> the same container
+For 1 and 4 concurrent streams (OLLAMA_NUM_PARALLEL=4, so all four run at once), rounds alternate
+direct and gateway. Each stream is /api/generate, greedy, a fixed num_predict; time to first token
+is measured to the first NDJSON line, tokens/s per stream from eval_count over the time from the
+first to the last line, and the aggregate as all tokens over the wall time of the round.
+
+Usage: python bench/llm/run.py [--rounds 2] [--tokens 48] [--out bench/llm/results.json]
+Needs Docker with the lab's ollama-standin image (make images; OLLAMA_STANDIN_IMAGE or .lab),
+the lab's GGUF (.lab), nginx + libnginx-mod-http-js and ansible-core in this interpreter's venv.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import secrets
+import shutil
+import signal
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+LAB = Path(os.environ.get("EDGEAI_LAB_STATE", REPO / ".lab"))
+GGUF = LAB / "gemma-3-270m-q4_k_m.gguf"
+MODEL = "gemma3:270m"
+PROMPT = "The history of the bicycle begins"
+_spec = importlib.util.spec_from_file_location("gateway_bench", REPO / "bench/gateway/run.py")
+assert _spec is not None
+assert _spec.loader is not None
+gw = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gw)
+
+
+def standin_image() -> str:
+    image = os.environ.get("OLLAMA_STANDIN_IMAGE")
+    if image:
+        return image
+    return str(json.loads((LAB / "images.json").read_text())["images"]["ollama-standin"])
+
+
+def start_standin(name: str, parallel: int) -> str:
+    subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", name, "--read-only", "--cap-drop", "ALL",
+         "--security-opt", "no-new-privileges", "--tmpfs", "/tmp",
+         "--tmpfs", "/home/ollama/.ollama:size=700m,uid=10434,gid=10434",
+         "-e", f"OLLAMA_NUM_PARALLEL={parallel}", "-e", "OLLAMA_CONTEXT_LENGTH=1024",
+         "-e", "OLLAMA_KEEP_ALIVE=-1", "-p", "127.0.0.1::11434", standin_image()],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    port = (
+        subprocess.run(
+            ["docker", "port", name, "11434/tcp"], check=True, capture_output=True, text=True
+        )
+        .stdout.split()[0]
+        .rsplit(":", 1)[1]
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            if httpx.get(f"{url}/api/version", timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    with httpx.Client(base_url=url, timeout=600) as client:
+        digest = (
+            "sha256:"
+            + subprocess.run(
+                ["sha256sum", str(GGUF)], check=True, capture_output=True, text=True
+            ).stdout.split()[0]
+        )
+        with GGUF.open("rb") as data:
+            client.post(f"/api/blobs/{digest}", content=data).raise_for_status()
+        body = {"model": MODEL, "files": {GGUF.name: digest}, "stream": False}
+        client.post("/api/create", json=body).raise_for_status()
+        # load it now, so no round pays the load
+        client.post("/api/generate", json={"model": MODEL, "prompt": ""}).raise_for_status()
+    return url
+
+
+def one_stream(client: httpx.Client, url: str, tokens: int, out: list[dict[str, float]]) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": PROMPT,
+        "options": {"temperature": 0, "seed": 1, "num_predict": tokens},
+    }
+    start = time.perf_counter()
+    first = last = 0.0
+    final: dict[str, Any] = {}
+    with client.stream("POST", url, json=body) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line:
+                continue
+            now = time.perf_counter()
+            if not first:
+                first = now
+            last = now
+            final = json.loads(line)
+    count = int(final["eval_count"])
+    out.append(
+        {
+            "ttft_ms": (first - start) * 1000,
+            "tokens": count,
+            "tokens_per_s": (count - 1) / (last - first) if last > first else 0.0,
+        }
+    )
+
+
+def round_of(client: httpx.Client, url: str, streams: int, tokens: int) -> dict[str, float]:
+    results: list[dict[str, float]] = []
+    threads = [
+        threading.Thread(target=one_stream, args=(client, url, tokens, results))
+        for _ in range(streams)
+    ]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - start
+    if len(results) != streams:
+        raise RuntimeError(f"{streams - len(results)} of {streams} streams failed on {url}")
+    return {
+        "ttft_ms": statistics.median(r["ttft_ms"] for r in results),
+        "tokens_per_s_per_stream": statistics.median(r["tokens_per_s"] for r in results),
+        "tokens_per_s_total": sum(r["tokens"] for r in results) / wall,
+    }
+
+
+def measure(direct: str, gateway: str, ca: Path, key: str, rounds: int, tokens: int) -> dict:
+    headers = {"Authorization": f"Bearer {key}"}
+    report: dict[str, Any] = {}
+    with (
+        httpx.Client(timeout=600) as plain,
+        httpx.Client(timeout=600, verify=str(ca), headers=headers) as tls,
+    ):
+        for streams in (1, 4):
+            runs: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
+            for _ in range(rounds):
+                runs["direct"].append(round_of(plain, f"{direct}/api/generate", streams, tokens))
+                runs["gateway"].append(round_of(tls, f"{gateway}/api/generate", streams, tokens))
+            summary = {
+                side: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
+                for side, rs in runs.items()
+            }
+            d, g = summary["direct"], summary["gateway"]
+            summary["gateway_cost"] = {
+                "tokens_per_s_ratio": g["tokens_per_s_total"] / d["tokens_per_s_total"],
+                "ttft_added_ms": g["ttft_ms"] - d["ttft_ms"],
+            }
+            report[f"{streams} stream{'s' if streams > 1 else ''}"] = summary
+            print(streams, json.dumps(summary, indent=1), flush=True)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="llm-bench-"))
+    root.chmod(0o755)
+    key = secrets.token_hex(32)
+    name = f"llm-bench-{os.getpid()}"
+    try:
+        direct = start_standin(name, parallel=4)
+        upstream = direct.removeprefix("http://")
+        gw_port = gw.free_port()
+        conf = gw.render_gateway(root / "gw", [upstream], gw_port, key)
+        nginx = subprocess.Popen(
+            [gw.NGINX, "-p", str(conf.parent.parent.parent), "-e", "stderr", "-c", str(conf),
+             "-g", "daemon off;"]
+        )  # fmt: skip
+        try:
+            gw.wait_port(gw_port)
+            report: dict[str, Any] = {
+                "model": f"{MODEL} (Gemma 3 270M Q4_K_M, llama.cpp via llama-cpp-python 0.3.36)",
+                "cpus": os.cpu_count(),
+                "load_average_at_start": os.getloadavg()[0],
+                "rounds": args.rounds,
+                "tokens_per_stream": args.tokens,
+            }
+            report |= measure(
+                direct,
+                f"https://127.0.0.1:{gw_port}",
+                root / "gw" / "ca" / "ca.crt",
+                key,
+                args.rounds,
+                args.tokens,
+            )
+        finally:
+            nginx.send_signal(signal.SIGQUIT)
+            nginx.wait(timeout=30)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

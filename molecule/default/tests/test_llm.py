@@ -1,0 +1,118 @@
+"""A real LLM through the lab gateway, with the official ollama and openai Python clients.
+
+The lab's Ollama is the stand-in running Gemma 3 270M with llama.cpp (TLS, API key and limits at
+the gateway, as for a site with real Ollama). Gemma 3 270M from PyPI is the pretrained model: it
+continues text, so the prompts are openings to continue.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import ollama
+import openai
+
+LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
+SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
+CA = str(LAB_STATE / "gateway-ca/ca.crt")
+INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
+PUBLISHED = subprocess.run(
+    ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
+).stdout.split()[0]
+URL = "https://" + PUBLISHED
+MODEL = "gemma3:270m"
+GREEDY = {"temperature": 0, "seed": 7}
+
+
+def _ollama() -> ollama.Client:
+    headers = {"Authorization": f"Bearer {SECRETS['user_key']}"}
+    return ollama.Client(host=URL, headers=headers, verify=CA, timeout=300)
+
+
+def _openai() -> openai.OpenAI:
+    http = httpx.Client(verify=CA, timeout=300)
+    return openai.OpenAI(
+        base_url=f"{URL}/openai/v1", api_key=SECRETS["user_key"], http_client=http, max_retries=0
+    )
+
+
+def test_the_model_is_installed_and_the_server_says_it_is_a_stand_in() -> None:
+    client = _ollama()
+    assert "standin" in client._client.get("/api/version").json()["version"]
+    names = [m.model for m in client.list().models]
+    assert MODEL in names
+
+
+def test_ollama_client_streams_a_real_answer() -> None:
+    start = time.perf_counter()
+    arrivals, text, final = [], "", None
+    for part in _ollama().generate(
+        MODEL, "Water boils at", stream=True, options={**GREEDY, "num_predict": 16}
+    ):
+        arrivals.append(time.perf_counter() - start)
+        text += part.response or ""
+        final = part
+    assert final is not None
+    assert final.done
+    assert final.eval_count == 16
+    assert len(arrivals) >= 10
+    assert arrivals[0] < arrivals[-1] / 2  # streamed through the gateway, not buffered
+    assert text.strip()
+    assert not text.startswith("Stand-in")
+    # the same request again gives the same text (greedy, fixed seed)
+    again = _ollama().generate(MODEL, "Water boils at", options={**GREEDY, "num_predict": 16})
+    assert again.response == text
+
+
+def test_openai_client_streams_a_real_answer() -> None:
+    stream = _openai().chat.completions.create(
+        model=MODEL,
+        messages=[{"role": "user", "content": "Write one sentence about the sea."}],
+        max_tokens=16,
+        temperature=0,
+        seed=7,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    chunks = list(stream)
+    content = [c for c in chunks if c.choices]
+    text = "".join(c.choices[0].delta.content or "" for c in content)
+    assert len(content) >= 8
+    assert text.strip()
+    assert content[-1].choices[0].finish_reason in ("stop", "length")
+    usage = chunks[-1].usage
+    assert usage is not None
+    assert usage.completion_tokens <= 16
+    assert usage.prompt_tokens > 5
+
+
+def _exporter_metrics() -> dict[str, float]:
+    script = (
+        "import urllib.request; "
+        "print(urllib.request.urlopen('http://127.0.0.1:9778/metrics', timeout=10).read().decode())"
+    )
+    text = subprocess.run(
+        ["docker", "exec", INSTANCE, "docker", "exec", "ollama-exporter", "python3", "-c", script],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    metrics = {}
+    for line in text.splitlines():
+        if line.startswith("ollama_"):
+            name, value = line.rsplit(" ", 1)
+            metrics[name] = float(value)
+    return metrics
+
+
+def test_the_exporter_reports_the_model_present_and_loaded() -> None:
+    _ollama().generate(MODEL, "Hello", options={"num_predict": 1}, keep_alive="5m")
+    metrics = _exporter_metrics()
+    assert metrics["ollama_up"] == 1
+    assert metrics['ollama_model_present{model="gemma3:270m"}'] == 1
+    assert metrics['ollama_model_size_bytes{model="gemma3:270m"}'] > 250e6
+    assert metrics['ollama_model_loaded{model="gemma3:270m"}'] == 1
+    assert metrics['ollama_model_loaded_memory_bytes{model="gemma3:270m"}'] > 250e6
