@@ -34,7 +34,7 @@ def test_daemon_json_has_the_roles_keys(daemon_json: dict) -> None:
     assert daemon_json["log-driver"] == "json-file"
     assert daemon_json["log-opts"]["max-size"] == "10m"
     assert daemon_json["log-opts"]["max-file"] == "3"
-    assert daemon_json["live-restore"] is False  # reboots restart every container cleanly
+    assert daemon_json["live-restore"] is True
     assert daemon_json["icc"] is False
     assert daemon_json["metrics-addr"] == "127.0.0.1:9323"
     assert daemon_json["insecure-registries"] == [LAB["registry"]]
