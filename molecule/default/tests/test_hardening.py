@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
+from appliance_lab import IMAGES, INSTANCE
 
-LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
-IMAGES = json.loads((LAB_STATE / "images.json").read_text())["images"]
-INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
+PYTHON_IMAGE = IMAGES["images"]["python"]
 NETWORK = os.environ["EDGEAI_LAB_NETWORK"]
 EDGE_IP = json.loads(
     subprocess.run(
@@ -54,7 +53,7 @@ PUBLISHED_PORT = 18091
 def outside(ports: list[int]) -> list[str]:
     """Connect from another machine on the edge host's LAN: open, refused (RST) or dropped."""
     result = subprocess.run(
-        ["docker", "run", "--rm", "--network", NETWORK, IMAGES["python"],
+        ["docker", "run", "--rm", "--network", NETWORK, PYTHON_IMAGE,
          "python3", "-c", PROBE, EDGE_IP, *map(str, ports)],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
@@ -113,7 +112,7 @@ def test_other_ports_are_dropped_from_outside_but_work_on_the_host(host, listene
 
 def test_containers_cannot_reach_the_outside(host) -> None:
     """A container on the non-internal edge_host network tries the lab network's registry."""
-    registry = json.loads((LAB_STATE / "images.json").read_text())["registry"]
+    registry = IMAGES["registry"]
     registry_host, registry_port = registry.rsplit(":", 1)
     networks = subprocess.run(
         ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", registry_host],
@@ -133,6 +132,48 @@ def test_containers_cannot_reach_the_outside(host) -> None:
     )
     assert probe.rc != 0
     assert "timed out" in probe.stderr or "TimeoutError" in probe.stderr, probe.stderr
+
+
+EGRESS_ALLOWED_PORT = 18093  # inventories/lab: hardening_container_egress_allowed
+EGRESS_OTHER_PORT = 18094
+LISTEN = """
+import socket, sys, threading
+def serve(port):
+    server = socket.create_server(("0.0.0.0", port))
+    while True:
+        server.accept()[0].close()
+for port in sys.argv[1:]:
+    threading.Thread(target=serve, args=(int(port),)).start()
+"""
+
+
+def test_containers_reach_only_the_allowed_egress_destinations(host) -> None:
+    """A listener on the lab network; a container inside the edge host gets to its allowed port."""
+    listener = subprocess.run(
+        ["docker", "run", "-d", "--rm", "--network", NETWORK, PYTHON_IMAGE,
+         "python3", "-c", LISTEN, str(EGRESS_ALLOWED_PORT), str(EGRESS_OTHER_PORT)],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    try:
+        networks = subprocess.run(
+            ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", listener],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        probe = f"python3 -c {shlex.quote(PROBE)} {json.loads(networks)[NETWORK]['IPAddress']} "
+        probe += f"{EGRESS_ALLOWED_PORT} {EGRESS_OTHER_PORT}"
+        image = host.check_output(
+            "docker images --format '{{.Repository}}:{{.Tag}}' | grep /python: | head -1"
+        )
+        # the edge host itself reaches both ports (the listener is up) ...
+        deadline = time.monotonic() + 30
+        while host.run(probe).stdout.split() != ["open", "open"]:
+            assert time.monotonic() < deadline, "the listener on the lab network did not come up"
+            time.sleep(1)
+        # ... a container only the allowed one
+        in_container = host.check_output(f"docker run --rm --network edge_host {image} {probe}")
+        assert in_container.split() == ["open", "dropped"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", listener], capture_output=True, check=False)
 
 
 def test_firewall_is_loaded_by_its_unit_with_a_drop_policy(host) -> None:
