@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
-from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import pytest
 import requests
+from appliance_lab import ADMIN, CA, LAB_STATE, USER, published
 
-LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
-SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
-CA = str(LAB_STATE / "gateway-ca/ca.crt")
-INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
-# where Docker published the edge host's gateway port on this machine, e.g. 127.0.0.1:30081
-PUBLISHED = subprocess.run(
-    ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
-).stdout.split()[0]
+PUBLISHED = published()
 HOST, HOST_PORT = PUBLISHED.rsplit(":", 1)
 URL = f"https://{HOST}:{HOST_PORT}"
-USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
-ADMIN = {"X-API-Key": SECRETS["admin_key"]}
 
 
 def get(path: str, **kwargs) -> requests.Response:

@@ -6,25 +6,16 @@ them. No Prometheus is needed: the exporters are queried directly from the monit
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
 import time
 import urllib.parse
-from pathlib import Path
 
 import pytest
 import requests
 import yaml
+from appliance_lab import CA, SECRETS, gateway_url
 
-LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
-SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
-CA = str(LAB_STATE / "gateway-ca/ca.crt")
-INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
-PUBLISHED = subprocess.run(
-    ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
-).stdout.split()[0]
-URL = "https://" + PUBLISHED
+URL = gateway_url()
 TARGETS = "/opt/edgeai/prometheus/targets"
 EXPORTERS = ("node-exporter", "nginx-exporter", "mtail", "blackbox-exporter")
 ROUTES = {

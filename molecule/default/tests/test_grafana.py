@@ -4,22 +4,14 @@ same requests work against Grafana itself), and the container and its password f
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
 import requests
+from appliance_lab import CA, SECRETS, gateway_url
 
-LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
-SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
-CA = str(LAB_STATE / "gateway-ca/ca.crt")
-INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
-PUBLISHED = subprocess.run(
-    ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
-).stdout.split()[0]
-GRAFANA = f"https://{PUBLISHED}/grafana"
+GRAFANA = gateway_url() + "/grafana"
 ADMIN = ("admin", SECRETS["grafana_password"])
 REPO = Path(__file__).resolve().parents[3]
 DASHBOARDS = {

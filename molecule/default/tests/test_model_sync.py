@@ -18,24 +18,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from appliance_lab import CA, LAB_STATE, USER, gateway_url
 
 REPO = Path(__file__).resolve().parents[3]
-LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
-SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
 MAGIKA = json.loads((LAB_STATE / "demo-models.json").read_text())[0]
-CA = str(LAB_STATE / "gateway-ca/ca.crt")
-USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
-INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
 
 
-def _url() -> str:
-    published = subprocess.run(
-        ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
-    ).stdout.split()[0]
-    return f"https://{published}"
-
-
-URL = _url()
+URL = gateway_url()
 REQUEST = {
     "inputs": [
         {"name": "bytes", "shape": [1, 2048], "datatype": "INT32", "data": [35, 33] + [256] * 2046}

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import requests
+from appliance_lab import CA, SECRETS, gateway_url
 
-LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
-SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
-CA = str(LAB_STATE / "gateway-ca/ca.crt")
-INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
-PUBLISHED = subprocess.run(
-    ["docker", "port", INSTANCE, "30080/tcp"], capture_output=True, text=True, check=True
-).stdout.split()[0]
-PROMETHEUS = f"https://{PUBLISHED}/prometheus"
+PROMETHEUS = gateway_url() + "/prometheus"
 AUTH = ("lab", SECRETS["prometheus_password"])
 GROUPS = {
     "edgeai-availability",
