@@ -24,6 +24,7 @@ DISK = 'fstype!~"tmpfs|ramfs"'
 CPU_BY_CONTAINER = (
     'sum by (name) (rate(container_cpu_usage_seconds_total{name!=""}[$__rate_interval]))'
 )
+MEMORY_BY_CONTAINER = 'sum by (name) (container_memory_working_set_bytes{name!=""})'
 LLM_ALL_ROUTES = 'route=~"ollama|openai|ollama_admin"'
 NOT_LO = 'device!="lo"'
 
@@ -35,6 +36,93 @@ NEEDS_LOAD_FAILURE = "a failed ONNX model load"
 NEEDS_LOADED_LLM = "an Ollama model loaded in memory (after a generation)"
 
 RED_ABOVE = [(None, "green"), (1.0, "red")]
+GREEN_WHEN_UP = [(None, "red"), (1.0, "green")]
+
+
+# Panels that more than one dashboard shows: each shape is written once here.
+
+
+def percentiles(
+    histogram: str, by: str, selector: str = "", qs: tuple[float, ...] = (0.5, 0.95)
+) -> list[Q]:
+    """One query per quantile of ``histogram`` grouped by ``by``, legend ``p50 {{by}}`` etc."""
+    return [Q(quantile(q, histogram, by, selector), f"p{round(q * 100)} {{{{{by}}}}}") for q in qs]
+
+
+def requests_by_route_and_status(b: Board, title: str, routes: str = "") -> None:
+    b.graph(
+        title,
+        [Q(rate(REQ, routes, "route, status_class"), "{{route}} {{status_class}}")],
+        unit="reqps",
+    )
+
+
+def requests_by_client(b: Board, routes: str = "", description: str = "") -> None:
+    b.graph(
+        "Requests by client",
+        [Q(rate(REQ, routes, "client"), "{{client}}")],
+        unit="reqps",
+        description=description,
+    )
+
+
+def ttfb_panel(b: Board, title: str, routes: str, description: str = "") -> None:
+    """Upstream time to first byte (p50, p95) by route."""
+    b.graph(title, percentiles(TTFB, "route", routes), unit="s", description=description)
+
+
+def rate_limited_panel(b: Board, width: int = 12) -> None:
+    b.graph(
+        "Rate limited (429) by route and client",
+        [Q(rate(LIMITED, by="route, client"), "{{route}} {{client}}", requires=NEEDS_429)],
+        unit="reqps",
+        width=width,
+    )
+
+
+def batch_size_panel(b: Board, width: int = 12, description: str = "") -> None:
+    b.graph(
+        "Average batch size by model",
+        [
+            Q(
+                f"{rate('onnx_service_inference_count_total', by='model')} / "
+                f"{rate('onnx_service_inference_exec_count_total', by='model')}",
+                "{{model}}",
+            )
+        ],
+        width=width,
+        description=description,
+    )
+
+
+def disk_used_panel(b: Board, width: int = 12) -> None:
+    b.graph(
+        "Disk used by mount point",
+        [
+            Q(
+                f"1 - node_filesystem_avail_bytes{{{DISK}}} / node_filesystem_size_bytes{{{DISK}}}",
+                "{{mountpoint}}",
+            )
+        ],
+        unit="percentunit",
+        width=width,
+    )
+
+
+def container_usage_panels(b: Board, width: int = 12) -> None:
+    """Container CPU and memory from cAdvisor (absent in the lab)."""
+    b.graph(
+        "Container CPU (cAdvisor)",
+        [Q(CPU_BY_CONTAINER, "{{name}}", lab_exception=CADVISOR)],
+        unit="percentunit",
+        width=width,
+    )
+    b.graph(
+        "Container memory (cAdvisor)",
+        [Q(MEMORY_BY_CONTAINER, "{{name}}", lab_exception=CADVISOR)],
+        unit="bytes",
+        width=width,
+    )
 
 
 def overview() -> Board:
@@ -70,11 +158,7 @@ def overview() -> Board:
         unit="s",
         thresholds=[(None, "red"), (14 * 86400, "orange"), (30 * 86400, "green")],
     )
-    b.stat(
-        "Ollama up",
-        Q("min(ollama_up)"),
-        thresholds=[(None, "red"), (1.0, "green")],
-    )
+    b.stat("Ollama up", Q("min(ollama_up)"), thresholds=GREEN_WHEN_UP)
 
     b.row("Traffic")
     b.graph("Requests by route", [Q(rate(REQ, by="route"), "{{route}}")], unit="reqps")
@@ -84,12 +168,7 @@ def overview() -> Board:
         unit="reqps",
         stacked=True,
     )
-    b.graph(
-        "Requests by client",
-        [Q(rate(REQ, by="client"), "{{client}}")],
-        unit="reqps",
-        description='Client is the API key name; "" is anonymous.',
-    )
+    requests_by_client(b, description='Client is the API key name; "" is anonymous.')
     b.graph(
         "Errors by route (4xx and 5xx)",
         [Q(rate(REQ, ERRORS, "route, status_class"), "{{route}} {{status_class}}")],
@@ -97,12 +176,7 @@ def overview() -> Board:
     )
     b.graph("p95 latency by route", [Q(quantile(0.95, DUR, "route"), "{{route}}")], unit="s")
     b.graph("p95 latency by client", [Q(quantile(0.95, DUR, "client"), "{{client}}")], unit="s")
-    b.graph(
-        "Rate limited (429) by route and client",
-        [Q(rate(LIMITED, by="route, client"), "{{route}} {{client}}", requires=NEEDS_429)],
-        unit="reqps",
-        width=24,
-    )
+    rate_limited_panel(b, width=24)
 
     b.row("ONNX models")
     b.graph(
@@ -117,32 +191,18 @@ def overview() -> Board:
         unit="s",
         width=8,
     )
-    b.graph(
-        "Average batch size by model",
-        [
-            Q(
-                f"{rate('onnx_service_inference_count_total', by='model')} / "
-                f"{rate('onnx_service_inference_exec_count_total', by='model')}",
-                "{{model}}",
-            )
-        ],
+    batch_size_panel(
+        b,
         width=8,
         description="Inferences per execution: above 1 when dynamic batching coalesces requests.",
     )
 
     b.row("LLM")
-    b.graph(
-        "LLM requests by route and status",
-        [Q(rate(REQ, LLM_ROUTES, "route, status_class"), "{{route}} {{status_class}}")],
-        unit="reqps",
-    )
-    b.graph(
+    requests_by_route_and_status(b, "LLM requests by route and status", LLM_ROUTES)
+    ttfb_panel(
+        b,
         "LLM time to first byte (p50, p95)",
-        [
-            Q(quantile(0.5, TTFB, "route", LLM_ROUTES), "p50 {{route}}"),
-            Q(quantile(0.95, TTFB, "route", LLM_ROUTES), "p95 {{route}}"),
-        ],
-        unit="s",
+        LLM_ROUTES,
         description="Time until the model server sent its response header (first token).",
     )
 
@@ -159,17 +219,7 @@ def overview() -> Board:
         unit="percentunit",
         width=8,
     )
-    b.graph(
-        "Disk used by mount point",
-        [
-            Q(
-                f"1 - node_filesystem_avail_bytes{{{DISK}}} / node_filesystem_size_bytes{{{DISK}}}",
-                "{{mountpoint}}",
-            )
-        ],
-        unit="percentunit",
-        width=8,
-    )
+    disk_used_panel(b, width=8)
 
     b.row("Containers")
     b.stat(
@@ -186,30 +236,7 @@ def overview() -> Board:
         width=6,
         thresholds=RED_ABOVE,
     )
-    b.graph(
-        "Container CPU (cAdvisor)",
-        [
-            Q(
-                CPU_BY_CONTAINER,
-                "{{name}}",
-                lab_exception=CADVISOR,
-            )
-        ],
-        unit="percentunit",
-        width=6,
-    )
-    b.graph(
-        "Container memory (cAdvisor)",
-        [
-            Q(
-                'sum by (name) (container_memory_working_set_bytes{name!=""})',
-                "{{name}}",
-                lab_exception=CADVISOR,
-            )
-        ],
-        unit="bytes",
-        width=6,
-    )
+    container_usage_panels(b, width=6)
 
     b.row("Certificates and alerts")
     b.table(
@@ -240,12 +267,8 @@ def gateway() -> Board:
         ["gateway"],
     )
     b.row("Requests")
-    b.graph(
-        "Requests by route and status class",
-        [Q(rate(REQ, by="route, status_class"), "{{route}} {{status_class}}")],
-        unit="reqps",
-    )
-    b.graph("Requests by client", [Q(rate(REQ, by="client"), "{{client}}")], unit="reqps")
+    requests_by_route_and_status(b, "Requests by route and status class")
+    requests_by_client(b)
     b.graph(
         "Error ratio by route",
         [
@@ -264,11 +287,7 @@ def gateway() -> Board:
     b.row("Latency")
     b.graph(
         "Latency by route (p50, p95, p99)",
-        [
-            Q(quantile(0.5, DUR, "route"), "p50 {{route}}"),
-            Q(quantile(0.95, DUR, "route"), "p95 {{route}}"),
-            Q(quantile(0.99, DUR, "route"), "p99 {{route}}"),
-        ],
+        percentiles(DUR, "route", qs=(0.5, 0.95, 0.99)),
         unit="s",
     )
     b.graph("p95 latency by client", [Q(quantile(0.95, DUR, "client"), "{{client}}")], unit="s")
@@ -279,11 +298,7 @@ def gateway() -> Board:
         width=24,
     )
     b.row("Rate limiting")
-    b.graph(
-        "Rate limited (429) by route and client",
-        [Q(rate(LIMITED, by="route, client"), "{{route}} {{client}}", requires=NEEDS_429)],
-        unit="reqps",
-    )
+    rate_limited_panel(b)
     b.graph(
         "Rate limited share by route",
         [
@@ -296,7 +311,7 @@ def gateway() -> Board:
         unit="percentunit",
     )
     b.row("nginx")
-    b.stat("nginx up", Q("min(nginx_up)"), thresholds=[(None, "red"), (1.0, "green")])
+    b.stat("nginx up", Q("min(nginx_up)"), thresholds=GREEN_WHEN_UP)
     b.stat("Active connections", Q("sum(nginx_connections_active)"))
     b.graph(
         "Connections by state",
@@ -361,16 +376,7 @@ def onnx_service() -> Board:
         ],
         unit="ops",
     )
-    b.graph(
-        "Average batch size by model",
-        [
-            Q(
-                f"{rate('onnx_service_inference_count_total', by='model')} / "
-                f"{rate('onnx_service_inference_exec_count_total', by='model')}",
-                "{{model}}",
-            )
-        ],
-    )
+    batch_size_panel(b)
     b.graph(
         "Pending requests by model",
         [Q("sum by (model) (onnx_service_inference_pending_requests)", "{{model}}")],
@@ -381,15 +387,7 @@ def onnx_service() -> Board:
         ("Queue duration", "onnx_service_queue_duration_seconds"),
         ("Compute duration", "onnx_service_compute_duration_seconds"),
     ):
-        b.graph(
-            f"{title} by model (p50, p95)",
-            [
-                Q(quantile(0.5, histogram, "model"), "p50 {{model}}"),
-                Q(quantile(0.95, histogram, "model"), "p95 {{model}}"),
-            ],
-            unit="s",
-            width=8,
-        )
+        b.graph(f"{title} by model (p50, p95)", percentiles(histogram, "model"), unit="s", width=8)
     b.row("Models")
     b.table(
         "Loaded model versions",
@@ -437,7 +435,7 @@ def ollama() -> Board:
         ["ollama", "llm"],
     )
     b.row("Server")
-    b.stat("Ollama up", Q("min(ollama_up)"), thresholds=[(None, "red"), (1.0, "green")])
+    b.stat("Ollama up", Q("min(ollama_up)"), thresholds=GREEN_WHEN_UP)
     b.stat("Models present", Q("count(ollama_model_present)"))
     b.stat("Models loaded", Q("sum(ollama_model_loaded)"))
     b.table(
@@ -464,29 +462,9 @@ def ollama() -> Board:
         unit="bytes",
     )
     b.row("Requests through the gateway")
-    b.graph(
-        "Requests by route and status class",
-        [
-            Q(
-                rate(REQ, LLM_ALL_ROUTES, "route, status_class"),
-                "{{route}} {{status_class}}",
-            )
-        ],
-        unit="reqps",
-    )
-    b.graph(
-        "Requests by client",
-        [Q(rate(REQ, LLM_ROUTES, "client"), "{{client}}")],
-        unit="reqps",
-    )
-    b.graph(
-        "Time to first byte (p50, p95)",
-        [
-            Q(quantile(0.5, TTFB, "route", LLM_ROUTES), "p50 {{route}}"),
-            Q(quantile(0.95, TTFB, "route", LLM_ROUTES), "p95 {{route}}"),
-        ],
-        unit="s",
-    )
+    requests_by_route_and_status(b, "Requests by route and status class", LLM_ALL_ROUTES)
+    requests_by_client(b, LLM_ROUTES)
+    ttfb_panel(b, "Time to first byte (p50, p95)", LLM_ROUTES)
     b.graph(
         "Full response time (p95)",
         [Q(quantile(0.95, DUR, "route", LLM_ROUTES), "{{route}}")],
@@ -542,16 +520,7 @@ def host() -> Board:
         unit="Bps",
     )
     b.row("Disks")
-    b.graph(
-        "Disk used by mount point",
-        [
-            Q(
-                f"1 - node_filesystem_avail_bytes{{{DISK}}} / node_filesystem_size_bytes{{{DISK}}}",
-                "{{mountpoint}}",
-            )
-        ],
-        unit="percentunit",
-    )
+    disk_used_panel(b)
     b.graph(
         "Free space in 24 h (linear prediction)",
         [
@@ -604,28 +573,7 @@ def host() -> Board:
             )
         ],
     )
-    b.graph(
-        "Container CPU (cAdvisor)",
-        [
-            Q(
-                CPU_BY_CONTAINER,
-                "{{name}}",
-                lab_exception=CADVISOR,
-            )
-        ],
-        unit="percentunit",
-    )
-    b.graph(
-        "Container memory (cAdvisor)",
-        [
-            Q(
-                'sum by (name) (container_memory_working_set_bytes{name!=""})',
-                "{{name}}",
-                lab_exception=CADVISOR,
-            )
-        ],
-        unit="bytes",
-    )
+    container_usage_panels(b)
     return b
 
 
