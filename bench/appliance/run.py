@@ -153,6 +153,8 @@ def main() -> None:
         cwd=ROOT, check=True, capture_output=True,
         env={**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
              "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"),
+             "ANSIBLE_HOME": str(ROOT / ".ansible"),
+             "PATH": f"{ROOT / '.venv/bin'}:{os.environ['PATH']}",
              "MOLECULE_GLOB": "molecule/*/molecule.yml"},
     )  # fmt: skip
     fresh_s, fresh_out = _timed_make("lab")
