@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import shlex
 import time
 from collections.abc import Callable
 
@@ -119,3 +121,61 @@ def test_a_stopped_service_raises_target_down(host) -> None:
         lambda: target_health().get("alertmanager") == "up",
     )
     wait_for("TargetDown did not clear", lambda: not firing_target_down("alertmanager"))
+
+
+SINK_PORT = 18095  # inventories/lab: alertmanager_webhooks
+SINK = f"""
+import http.server
+class Sink(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        print(self.rfile.read(int(self.headers["Content-Length"])).decode(), flush=True)
+        self.send_response(200)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("0.0.0.0", {SINK_PORT}), Sink).serve_forever()
+"""
+
+
+def test_a_firing_alert_is_delivered_to_the_webhook(host) -> None:
+    """The lab's webhook receiver is a sink on edge_mon; a stopped exporter's alert must get there.
+
+    A job no other test stops: Alertmanager makes a new group for it and sends after group_wait.
+    """
+    image = host.check_output(
+        "docker images --format '{{.Repository}}:{{.Tag}}' | grep /python: | head -1"
+    )
+    host.run("docker rm -f webhook-sink")
+    host.check_output(
+        f"docker run -d --name webhook-sink --network edge_mon --user 65534 {image} "
+        f"python3 -c {shlex.quote(SINK)}"
+    )
+
+    def delivered() -> list[dict]:
+        payloads = []
+        for line in host.check_output("docker logs webhook-sink").splitlines():
+            try:
+                payloads.append(json.loads(line))
+            except ValueError:
+                continue
+        return [
+            p
+            for p in payloads
+            if any(
+                a["status"] == "firing"
+                and a["labels"].get("alertname") == "TargetDown"
+                and a["labels"].get("job") == "ollama"
+                for a in p.get("alerts", [])
+            )
+        ]
+
+    host.check_output("docker stop ollama-exporter")
+    try:
+        wait_for("TargetDown for the Ollama exporter did not reach the webhook", delivered, 240)
+        payload = delivered()[0]
+        assert payload["version"] == "4"
+        assert payload["receiver"] == "default"
+        assert payload["status"] == "firing"
+    finally:
+        host.check_output("docker start ollama-exporter")
+        host.run("docker rm -f webhook-sink")
