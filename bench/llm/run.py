@@ -10,7 +10,12 @@ direct and gateway. Each stream is /api/generate, greedy, a fixed num_predict; t
 is measured to the first NDJSON line, tokens/s per stream from eval_count over the time from the
 first to the last line, and the aggregate as all tokens over the wall time of the round.
 
-Usage: python bench/llm/run.py [--rounds 2] [--tokens 48] [--out bench/llm/results.json]
+With --llm-cpus (a Docker --cpuset-cpus list, e.g. 0) the stand-in runs on those cores only
+(llama.cpp uses as many threads) and nginx and the client on the others: the gateway's cost
+without CPU contention, as on a device that keeps a core for the gateway.
+
+Usage: python bench/llm/run.py [--rounds 2] [--tokens 48] [--llm-cpus 0]
+                               [--out bench/llm/results.json]
 Needs Docker with the lab's ollama-standin image (make images; OLLAMA_STANDIN_IMAGE or .lab),
 the lab's GGUF (.lab), nginx + libnginx-mod-http-js and ansible-core in this interpreter's venv.
 """
@@ -53,10 +58,11 @@ def standin_image() -> str:
     return str(json.loads((LAB / "images.json").read_text())["images"]["ollama-standin"])
 
 
-def start_standin(name: str, parallel: int) -> str:
+def start_standin(name: str, parallel: int, cpus: str | None) -> str:
+    pinning = ["--cpuset-cpus", cpus] if cpus else []
     subprocess.run(
-        ["docker", "run", "-d", "--rm", "--name", name, "--read-only", "--cap-drop", "ALL",
-         "--security-opt", "no-new-privileges", "--tmpfs", "/tmp",
+        ["docker", "run", "-d", "--rm", "--name", name, *pinning, "--read-only",
+         "--cap-drop", "ALL", "--security-opt", "no-new-privileges", "--tmpfs", "/tmp",
          "--tmpfs", "/home/ollama/.ollama:size=700m,uid=10434,gid=10434",
          "-e", f"OLLAMA_NUM_PARALLEL={parallel}", "-e", "OLLAMA_CONTEXT_LENGTH=1024",
          "-e", "OLLAMA_KEEP_ALIVE=-1", "-p", "127.0.0.1::11434", standin_image()],
@@ -168,18 +174,34 @@ def measure(direct: str, gateway: str, ca: Path, key: str, rounds: int, tokens: 
     return report
 
 
+def _cpu_list(text: str) -> set[int]:
+    """A cpuset list such as 0 or 0-1,3 as a set of core numbers."""
+    cores: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cores.update(range(int(first), int(last or first) + 1))
+    return cores
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=48)
+    parser.add_argument("--llm-cpus", help="cores for the stand-in only (docker --cpuset-cpus)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
     args = parser.parse_args()
+    if args.llm_cpus:
+        llm = _cpu_list(args.llm_cpus)
+        rest = os.sched_getaffinity(0) - llm
+        if not rest:
+            parser.error(f"--llm-cpus {args.llm_cpus} leaves no core for nginx and the client")
+        os.sched_setaffinity(0, rest)  # nginx, started below, inherits it
     root = Path(tempfile.mkdtemp(prefix="llm-bench-"))
     root.chmod(0o755)
     key = secrets.token_hex(32)
     name = f"llm-bench-{os.getpid()}"
     try:
-        direct = start_standin(name, parallel=4)
+        direct = start_standin(name, parallel=4, cpus=args.llm_cpus)
         upstream = direct.removeprefix("http://")
         gw_port = gw.free_port()
         conf = gw.render_gateway(root / "gw", [upstream], gw_port, key)
@@ -192,6 +214,8 @@ def main() -> None:
             report: dict[str, Any] = {
                 "model": f"{MODEL} (Gemma 3 270M Q4_K_M, llama.cpp via llama-cpp-python 0.3.36)",
                 "cpus": os.cpu_count(),
+                "llm_cpus": args.llm_cpus or "all",
+                "gateway_and_client_cpus": sorted(os.sched_getaffinity(0)),
                 "load_average_at_start": os.getloadavg()[0],
                 "rounds": args.rounds,
                 "tokens_per_stream": args.tokens,
