@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 import socket
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -394,26 +390,3 @@ def test_argument_spec_matches_documentation() -> None:
 def test_examples_use_the_fqcn() -> None:
     tasks = yaml.safe_load(ollama_model.EXAMPLES)
     assert all("edgeai.appliance.ollama_model" in task for task in tasks)
-
-
-def test_ansible_doc_renders(tmp_path: Path, collections_root: Path) -> None:
-    ansible_doc = Path(sys.executable).with_name("ansible-doc")
-    if not ansible_doc.exists():
-        found = shutil.which("ansible-doc")
-        assert found, "ansible-doc is not installed next to the test interpreter"
-        ansible_doc = Path(found)
-    env = {
-        **os.environ,
-        "ANSIBLE_COLLECTIONS_PATH": str(collections_root),
-        "ANSIBLE_HOME": str(tmp_path),
-    }
-    done = subprocess.run(
-        [str(ansible_doc), "--json", "edgeai.appliance.ollama_model"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert '"module": "ollama_model"' in done.stdout
