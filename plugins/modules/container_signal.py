@@ -79,27 +79,26 @@ def _signal_number(module: AnsibleModule, name: str) -> int:
         raise  # fail_json does not return
 
 
-def _state(module: AnsibleModule, name: str) -> dict[str, Any] | None:
-    """The container's State from `docker container inspect`, or None when it has none to signal."""
+def _state(module: AnsibleModule, name: str) -> tuple[dict[str, Any] | None, str]:
+    """The container's State from `docker container inspect`, or None and why there is none."""
     docker = module.get_bin_path("docker")
     if docker is None:
-        return None
+        return None, "there is no docker command"
     rc, out, err = module.run_command(
         [docker, "container", "inspect", "--format", "{{json .State}}", name]
     )
     if rc != 0:
         if "no such" in err.lower():
-            return None
+            return None, f"there is no container {name}"
         if "cannot connect to the docker daemon" in err.lower():
-            module.warn(
-                f"container_signal: the Docker engine did not answer, {name} was not signalled"
-            )
-            return None
+            why = f"the Docker engine did not answer, {name} was not signalled"
+            module.warn(f"container_signal: {why}")
+            return None, why
         module.fail_json(
             msg=f"container_signal: docker container inspect {name} failed: {err.strip()}", rc=rc
         )
     state: dict[str, Any] = json.loads(out)
-    return state
+    return state, f"{name} is not running"
 
 
 def main() -> None:
@@ -112,10 +111,10 @@ def main() -> None:
     )
     name: str = module.params["name"]
     number = _signal_number(module, module.params["signal"])
-    state = _state(module, name)
+    state, why = _state(module, name)
     pid = int(state.get("Pid", 0)) if state and state.get("Running") else 0
     if pid <= 0:
-        module.exit_json(changed=False, signalled=False, pid=0, msg=f"{name} is not running")
+        module.exit_json(changed=False, signalled=False, pid=0, msg=why)
     if not module.check_mode:
         try:
             os.kill(pid, number)

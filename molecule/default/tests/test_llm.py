@@ -7,6 +7,7 @@ continues text, so the prompts are openings to continue.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 
@@ -83,6 +84,35 @@ def test_openai_client_streams_a_real_answer() -> None:
     assert usage is not None
     assert usage.completion_tokens <= 16
     assert usage.prompt_tokens > 5
+
+
+def _cpu_list(text: str) -> set[int]:
+    cpus: set[int] = set()
+    for part in text.strip().split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def test_the_llm_keeps_off_the_last_core_with_a_matching_num_thread() -> None:
+    """The lab sets ollama_cpuset_cpus to every core but the last (inventories/lab ollama.yml): the
+    kernel keeps the container's processes there, and the model created from the GGUF has
+    num_thread = that many CPUs, which real Ollama would not work out from its cpuset."""
+    host_cpus = len(os.sched_getaffinity(0))
+    expected = set(range(host_cpus - 1)) if host_cpus >= 2 else set(range(host_cpus))
+    status = subprocess.run(
+        ["docker", "exec", INSTANCE, "docker", "exec", "ollama", "cat", "/proc/1/status"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    allowed = next(line for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
+    assert _cpu_list(allowed.split(":", 1)[1]) == expected
+    parameters = dict(
+        line.split(None, 1) for line in (_ollama().show(MODEL).parameters or "").splitlines()
+    )
+    if host_cpus >= 2:
+        assert parameters.get("num_thread") == str(len(expected))
+    else:
+        assert "num_thread" not in parameters
 
 
 def _exporter_metrics() -> dict[str, float]:

@@ -179,7 +179,8 @@ class Scheduler:
                     model.keep_alive = keep_alive
                 self._changed.notify_all()
             return
-        async with self.slot(record, keep_alive, {}):
+        # the model's own parameters (num_thread, num_ctx) apply to a load without a request too
+        async with self.slot(record, keep_alive, dict(record.parameters)):
             pass
 
     async def unload_model(self, name: ModelName) -> None:

@@ -65,12 +65,14 @@ class FakeBackend:
     pace: float = 0.01
     runners: list[FakeRunner] = field(default_factory=list)
     loads: int = 0
+    load_options: list[dict[str, Any]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def load(self, path: Path, num_ctx: int, options: Mapping[str, Any]) -> FakeRunner:
         assert path.is_file()
         with self.lock:
             self.loads += 1
+            self.load_options.append(dict(options))
             runner = FakeRunner(self.pace)
             self.runners.append(runner)
         return runner
@@ -80,12 +82,12 @@ def _serve(tmp_path: Path, backend: FakeBackend, **kwargs: Any) -> Any:
     return serve(create_app(tmp_path / "models", backend=backend, **kwargs))
 
 
-def _create(url: str) -> str:
+def _create(url: str, parameters: dict[str, Any] | None = None) -> str:
     """A model from an uploaded GGUF blob, as ollama_model's air-gapped path makes it."""
     client = ollama.Client(host=url)
     data = build({"general.architecture": "gemma3"}, 4096, seed="fake")
     digest = client.create_blob(_write(data))
-    client.create(model="fake/model:1", files={"model.gguf": digest})
+    client.create(model="fake/model:1", files={"model.gguf": digest}, parameters=parameters)
     return "fake/model:1"
 
 
@@ -120,6 +122,21 @@ def test_options_reach_the_runner_and_raw_prompt(tmp_path: Path) -> None:
     runner = backend.runners[0]
     assert runner.prompts[0].raw == "<raw>"
     assert {k: runner.options[0][k] for k in options} == options
+
+
+def test_the_models_num_thread_reaches_every_load(tmp_path: Path) -> None:
+    """ollama_model sets num_thread on models when ollama_cpuset_cpus pins Ollama: a load by a
+    request and a load without one (an empty prompt) both get it; a request's option wins."""
+    backend = FakeBackend()
+    with _serve(tmp_path, backend) as url:
+        model = _create(url, parameters={"num_thread": 1})
+        client = ollama.Client(host=url)
+        client.generate(model, "")  # load only
+        client.generate(model, "", keep_alive=0)  # unload
+        client.generate(model, "Why?")
+        client.generate(model, "", keep_alive=0)
+        client.generate(model, "Why?", options={"num_thread": 3})
+    assert [options["num_thread"] for options in backend.load_options] == [1, 1, 3]
 
 
 def test_num_predict_stops_the_runner(tmp_path: Path) -> None:

@@ -102,33 +102,37 @@ def test_check_mode_reports_the_change_and_sends_nothing(
 
 
 @pytest.mark.parametrize(
-    ("fake", "warns"),
+    ("fake", "why"),
     [
-        ({"stdout": json.dumps({"Running": False, "Pid": 0})}, False),
-        ({"stderr": "Error response from daemon: No such container: prometheus", "rc": 1}, False),
+        ({"stdout": json.dumps({"Running": False, "Pid": 0})}, "prometheus is not running"),
+        (
+            {"stderr": "Error response from daemon: No such container: prometheus", "rc": 1},
+            "there is no container prometheus",
+        ),
         (
             {
                 "stderr": "Cannot connect to the Docker daemon at unix:///var/run/docker.sock.",
                 "rc": 1,
             },
-            True,
+            "the Docker engine did not answer, prometheus was not signalled",
         ),
     ],
     ids=["stopped", "absent", "engine-down"],
 )
 def test_nothing_to_reload_is_no_change(
-    bin_dir: Path, run_module: RunModule, fake: dict[str, object], warns: bool
+    bin_dir: Path, run_module: RunModule, fake: dict[str, object], why: str
 ) -> None:
     _fake_docker(bin_dir, **fake)  # type: ignore[arg-type]
     result = run_module(container_signal.main, {"name": "prometheus"})
     assert (result["changed"], result["signalled"], result["pid"]) == (False, False, 0)
-    assert bool(result.get("warnings")) is warns
+    assert result["msg"] == why
 
 
 def test_no_docker_command_is_no_change(bin_dir: Path, run_module: RunModule) -> None:
     bin_dir.mkdir()
     result = run_module(container_signal.main, {"name": "prometheus"})
     assert (result["changed"], result["signalled"]) == (False, False)
+    assert result["msg"] == "there is no docker command"
 
 
 def test_other_inspect_errors_fail_with_the_engines_message(

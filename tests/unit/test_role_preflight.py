@@ -1,4 +1,4 @@
-"""Bad input to the docker role fails before anything changes, naming the variable."""
+"""Bad input to a role fails in its preflight, before anything changes, naming the variable."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-PLAYBOOK = REPO / "tests/unit/playbooks/docker_preflight.yml"
+PLAYBOOK = REPO / "tests/unit/playbooks/role_preflight.yml"
 
 
-def _run(extra_vars: dict) -> subprocess.CompletedProcess[str]:
+def _run(extra_vars: dict, role: str = "docker") -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO / "ansible.cfg"),
@@ -27,8 +27,8 @@ def _run(extra_vars: dict) -> subprocess.CompletedProcess[str]:
             "-i", "localhost,",
             "-e", "ansible_python_interpreter=" + sys.executable,
             "--check",
-            "--tags", "docker-preflight",
-            "-e", json.dumps(extra_vars),
+            "--tags", f"{role}-preflight" if role == "docker" else f"{role}_preflight",
+            "-e", json.dumps({"preflight_role": f"edgeai.appliance.{role}", **extra_vars}),
             str(PLAYBOOK),
         ],
         capture_output=True,
@@ -65,3 +65,25 @@ def test_bad_variables_fail_naming_the_variable(extra_vars: dict, named: str) ->
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
     assert named in output
+
+
+def test_good_ollama_variables_pass() -> None:
+    result = _run({"ollama_cpuset_cpus": "0-2,5", "ollama_keep_alive": "30m"}, role="ollama")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra_vars", "named"),
+    [
+        ({"ollama_cpuset_cpus": "0-"}, "ollama_cpuset_cpus"),
+        ({"ollama_cpuset_cpus": "all"}, "ollama_cpuset_cpus"),
+        ({"ollama_keep_alive": "forever"}, "ollama_keep_alive"),
+        ({"ollama_replicas": 0}, "ollama_replicas"),
+    ],
+)
+def test_bad_ollama_variables_fail_naming_the_variable(extra_vars: dict, named: str) -> None:
+    result = _run(extra_vars, role="ollama")
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert named in output
+    assert "Preflight checks" in output

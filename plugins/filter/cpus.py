@@ -1,0 +1,35 @@
+"""Filters for CPU sets in Docker's and the kernel's list form ("0-2,5")."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
+
+
+def cpuset_cpus(cpuset: str) -> list[int]:
+    """The CPU numbers of a list such as ``0-2,5`` (sorted, each once); ``""`` is none."""
+    text = str(cpuset).strip()
+    if not text:
+        return []
+    cpus: set[int] = set()
+    for part in text.split(","):
+        match = _RANGE.match(part.strip())
+        if match is None:
+            raise AnsibleFilterError(f"cpuset_cpus: {cpuset!r} is not a CPU list like 0-2 or 1,3")
+        first = int(match.group(1))
+        last = int(match.group(2) or first)
+        if last < first:
+            raise AnsibleFilterError(
+                f"cpuset_cpus: the range {part.strip()!r} in {cpuset!r} runs backwards"
+            )
+        cpus.update(range(first, last + 1))
+    return sorted(cpus)
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"cpuset_cpus": cpuset_cpus}
