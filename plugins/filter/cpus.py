@@ -10,8 +10,11 @@ from ansible.errors import AnsibleFilterError
 _RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 
-def cpuset_cpus(cpuset: str) -> list[int]:
-    """The CPU numbers of a list such as ``0-2,5`` (sorted, each once); ``""`` is none."""
+def cpuset_cpus(cpuset: str, name: str = "cpuset_cpus") -> list[int]:
+    """The CPU numbers of a list such as ``0-2,5`` (sorted, each once); ``""`` is none.
+
+    ``name`` starts the error message: the variable the list came from, for a role's preflight.
+    """
     text = str(cpuset).strip()
     if not text:
         return []
@@ -19,12 +22,12 @@ def cpuset_cpus(cpuset: str) -> list[int]:
     for part in text.split(","):
         match = _RANGE.match(part.strip())
         if match is None:
-            raise AnsibleFilterError(f"cpuset_cpus: {cpuset!r} is not a CPU list like 0-2 or 1,3")
+            raise AnsibleFilterError(f"{name}: {cpuset!r} is not a CPU list like 0-2 or 1,3")
         first = int(match.group(1))
         last = int(match.group(2) or first)
         if last < first:
             raise AnsibleFilterError(
-                f"cpuset_cpus: the range {part.strip()!r} in {cpuset!r} runs backwards"
+                f"{name}: the range {part.strip()!r} in {cpuset!r} runs backwards"
             )
         cpus.update(range(first, last + 1))
     return sorted(cpus)

@@ -79,26 +79,27 @@ def _signal_number(module: AnsibleModule, name: str) -> int:
         raise  # fail_json does not return
 
 
-def _state(module: AnsibleModule, name: str) -> tuple[dict[str, Any] | None, str]:
-    """The container's State from `docker container inspect`, or None and why there is none."""
+def _running_pid(module: AnsibleModule, name: str) -> tuple[int, str]:
+    """The host PID of the container's main process from `docker container inspect`, or 0 and why
+    there is none to signal."""
     docker = module.get_bin_path("docker")
     if docker is None:
-        return None, "there is no docker command"
+        return 0, "there is no docker command"
     rc, out, err = module.run_command(
         [docker, "container", "inspect", "--format", "{{json .State}}", name]
     )
     if rc != 0:
         if "no such" in err.lower():
-            return None, f"there is no container {name}"
+            return 0, f"there is no container {name}"
         if "cannot connect to the docker daemon" in err.lower():
             why = f"the Docker engine did not answer, {name} was not signalled"
             module.warn(f"container_signal: {why}")
-            return None, why
+            return 0, why
         module.fail_json(
             msg=f"container_signal: docker container inspect {name} failed: {err.strip()}", rc=rc
         )
     state: dict[str, Any] = json.loads(out)
-    return state, f"{name} is not running"
+    return (int(state.get("Pid", 0)) if state.get("Running") else 0), f"{name} is not running"
 
 
 def main() -> None:
@@ -111,8 +112,7 @@ def main() -> None:
     )
     name: str = module.params["name"]
     number = _signal_number(module, module.params["signal"])
-    state, why = _state(module, name)
-    pid = int(state.get("Pid", 0)) if state and state.get("Running") else 0
+    pid, why = _running_pid(module, name)
     if pid <= 0:
         module.exit_json(changed=False, signalled=False, pid=0, msg=why)
     if not module.check_mode:

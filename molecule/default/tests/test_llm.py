@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import httpx
 import ollama
 import openai
 from appliance_lab import CA, INSTANCE, SECRETS, gateway_url
+
+# the collection's own parser of CPU lists (the kernel's Cpus_allowed_list has the same form)
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "collections"))
+from ansible_collections.edgeai.appliance.plugins.filter.cpus import cpuset_cpus
 
 URL = gateway_url()
 MODEL = "gemma3:270m"
@@ -86,14 +92,6 @@ def test_openai_client_streams_a_real_answer() -> None:
     assert usage.prompt_tokens > 5
 
 
-def _cpu_list(text: str) -> set[int]:
-    cpus: set[int] = set()
-    for part in text.strip().split(","):
-        first, _, last = part.partition("-")
-        cpus.update(range(int(first), int(last or first) + 1))
-    return cpus
-
-
 def test_the_llm_keeps_off_the_last_core_with_a_matching_num_thread() -> None:
     """The lab sets ollama_cpuset_cpus to every core but the last (inventories/lab ollama.yml): the
     kernel keeps the container's processes there, and the model created from the GGUF has
@@ -105,7 +103,7 @@ def test_the_llm_keeps_off_the_last_core_with_a_matching_num_thread() -> None:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     allowed = next(line for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
-    assert _cpu_list(allowed.split(":", 1)[1]) == expected
+    assert set(cpuset_cpus(allowed.split(":", 1)[1])) == expected
     parameters = dict(
         line.split(None, 1) for line in (_ollama().show(MODEL).parameters or "").splitlines()
     )
