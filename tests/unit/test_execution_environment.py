@@ -101,5 +101,7 @@ def test_introspection_finds_the_collections_controller_requirements(
          cwd=tmp_path)  # fmt: skip
     pip = (tmp_path / "pip.txt").read_text()
     for package in ("cryptography", "passlib", "requests"):
-        assert re.search(rf"^{package}\b.*# from collection edgeai.appliance$", pip, re.MULTILINE), pip
+        assert re.search(
+            rf"^{package}\b.*# from collection edgeai.appliance$", pip, re.MULTILINE
+        ), pip
     assert "openssh-clients [platform:rpm]" in (tmp_path / "bindep.txt").read_text()
