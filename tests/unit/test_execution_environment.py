@@ -94,7 +94,7 @@ def test_introspection_finds_the_collections_controller_requirements(
 ) -> None:
     """ansible-builder's introspect script (run in the image build) on the installed collection."""
     collections = tmp_path / "collections"
-    _run(BIN / "ansible-galaxy", "collection", "install", "--no-deps", "-p", collections,
+    _run(BIN / "ansible-galaxy", "collection", "install", "--no-deps", "--force", "-p", collections,
          context / "_build/edgeai" / TARBALL, cwd=tmp_path)  # fmt: skip
     _run(sys.executable, context / "_build/scripts/introspect.py", "introspect", collections,
          "--write-pip", tmp_path / "pip.txt", "--write-bindep", tmp_path / "bindep.txt",
