@@ -103,9 +103,12 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
-    log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"error": f"internal error: {exc}"}, status_code=500)
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The exception's text goes to the log only: it can hold paths, values and internals.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": "internal error (the reason is in the service log)"}, status_code=500
+    )
 
 
 async def _poll_forever(repository: ModelRepository, interval: float) -> None:

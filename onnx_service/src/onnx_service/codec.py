@@ -288,7 +288,15 @@ def v1_response(outputs: Feeds, rows: bool) -> bytes:
                 raise InvalidRequestError(
                     "the model's outputs have no batch dimension: use 'inputs'"
                 )
-            count = len(next(iter(outputs.values())))
+            counts = {n: len(arr) for n, arr in outputs.items()}
+            if len(set(counts.values())) > 1:
+                rows_text = ", ".join(f"{n}: {c}" for n, c in counts.items())
+                raise InvalidRequestError(
+                    f"the model's outputs have different numbers of rows ({rows_text}), so "
+                    "they cannot be returned as 'predictions' per instance: send 'inputs' "
+                    "(columns) instead"
+                )
+            count = next(iter(counts.values()))
             body = {"predictions": [{n: outputs[n][i] for n in names} for i in range(count)]}
     elif len(outputs) == 1:
         body = {"outputs": next(iter(outputs.values()))}
