@@ -1,14 +1,23 @@
 """Abuse and failure handling: a bad request inside a dynamic batch, 500 answers without
-internals, and KServe V1 outputs that cannot be rows (issue #14, items 5 and 11)."""
+internals, KServe V1 outputs that cannot be rows, and the memory bounds: inflated size,
+elements per request, requests in flight (issue #14, items 4, 5 and 11)."""
 
+import gzip
+import socket
+import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
+import orjson
 import pytest
-from conftest import LiveServer, make_app, metric
+from conftest import BODY_LIMIT, LiveServer, make_app, metric
 from fastapi.testclient import TestClient
 from onnx_models import gather, reshape3, uneven
+
+from onnx_service import codec
 
 
 @pytest.fixture
@@ -97,3 +106,125 @@ def test_500_answers_carry_no_exception_text(
         assert crashed.json() == {"error": "internal error (the reason is in the service log)"}
     assert "Reshape" in caplog.text  # the operator can still find out what happened
     assert "secret internal detail" in caplog.text
+
+
+# --- memory bounds (issue #14 item 4) --------------------------------------------------------
+
+ELEMENTS = 1000  # max_request_elements in these tests
+
+
+def _rows(n: int) -> dict:
+    data = [0.5] * (16 * n)
+    return {"inputs": [{"name": "x", "shape": [n, 16], "datatype": "FP32", "data": data}]}
+
+
+@pytest.fixture
+def bounded(repo: Path) -> Iterator[TestClient]:
+    with TestClient(make_app(repo, max_request_elements=ELEMENTS)) as client:
+        yield client
+
+
+def test_gzip_bodies_inflate_only_up_to_the_byte_limit(bounded: TestClient) -> None:
+    bomb = gzip.compress(b"[" + b"0," * BODY_LIMIT + b"0]", 9)  # ~2 MiB of JSON in ~2 KiB
+    assert len(bomb) < 8 * 1024
+    response = bounded.post(
+        "/v2/models/tiny/infer", content=bomb, headers={"Content-Encoding": "gzip"}
+    )
+    assert response.status_code == 413
+    assert response.json() == {"error": f"decompressed body is over the {BODY_LIMIT}-byte limit"}
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_json_bodies_over_the_element_limit_are_refused_before_parsing(
+    bounded: TestClient, encoding: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = orjson.dumps(_rows(400))  # 6,400 values: over the limit plus HEADER_VALUES
+    headers = {}
+    if encoding:
+        body, headers = gzip.compress(body), {"Content-Encoding": "gzip"}
+    parsed: list[int] = []
+    real_loads = codec.orjson.loads
+
+    def counting_loads(raw: bytes) -> object:
+        parsed.append(len(raw))
+        return real_loads(raw)
+
+    monkeypatch.setattr(codec.orjson, "loads", counting_loads)
+    response = bounded.post("/v2/models/tiny/infer", content=body, headers=headers)
+    assert response.status_code == 413, response.text
+    assert "limit of 1000 tensor elements (max_request_elements)" in response.json()["error"]
+    assert parsed == []  # refused from the raw bytes: nothing was parsed
+    v1 = bounded.post("/v1/models/tiny:predict", json={"instances": [[0.5] * 16] * 70})
+    assert v1.status_code == 413
+    assert "max_request_elements" in v1.json()["error"]
+    small = bounded.post("/v2/models/tiny/infer", json=_rows(ELEMENTS // 16))  # 62 rows: fine
+    assert small.status_code == 200, small.text
+
+
+def test_declared_shapes_over_the_element_limit_are_refused(bounded: TestClient) -> None:
+    x = np.zeros((100, 16), np.float32)  # 1,600 elements as binary data: few bytes, many rows
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [100, 16],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": x.nbytes},
+                }
+            ]
+        }
+    )
+    response = bounded.post(
+        "/v2/models/tiny/infer",
+        content=header + x.tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 413
+    assert response.json()["error"] == (
+        "the request's inputs hold 1600 elements, over the service's limit of 1000 "
+        "(max_request_elements)"
+    )
+
+
+def _hold_open(port: int, path: str) -> socket.socket:
+    """An inference request whose body has not fully arrived: it stays in flight."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 100\r\n\r\n{".encode()
+    )
+    return sock
+
+
+def test_requests_in_flight_are_bounded(repo: Path) -> None:
+    with LiveServer(make_app(repo, max_inflight_requests=2)) as server:
+        held = [_hold_open(server.port, "/v2/models/tiny/infer") for _ in range(2)]
+        try:
+            deadline = time.monotonic() + 10
+            refused = httpx.post(f"{server.url}/v2/models/tiny/infer", json=_rows(1))
+            while refused.status_code == 200 and time.monotonic() < deadline:  # not yet read
+                refused = httpx.post(f"{server.url}/v2/models/tiny/infer", json=_rows(1))
+            assert refused.status_code == 503
+            assert refused.headers["retry-after"] == "1"
+            assert refused.json()["error"] == (
+                "the service is handling its limit of 2 inference requests "
+                "(max_inflight_requests); retry shortly"
+            )
+            v1 = httpx.post(f"{server.url}/v1/models/tiny:predict", json={"instances": [[0] * 16]})
+            assert v1.status_code == 503
+            # health, metadata and metrics are never refused
+            assert httpx.get(f"{server.url}/v2/health/live").status_code == 200
+            assert httpx.get(f"{server.url}/v2/models/tiny").status_code == 200
+            text = httpx.get(f"{server.url}/metrics").text
+            assert metric(text, "onnx_service_inflight_requests") == 2
+            assert metric(text, "onnx_service_overload_rejections_total") >= 2
+        finally:
+            for sock in held:
+                sock.close()
+        deadline = time.monotonic() + 10
+        answer = httpx.post(f"{server.url}/v2/models/tiny/infer", json=_rows(1))
+        while answer.status_code == 503 and time.monotonic() < deadline:  # closing takes a moment
+            time.sleep(0.05)
+            answer = httpx.post(f"{server.url}/v2/models/tiny/infer", json=_rows(1))
+        assert answer.status_code == 200, answer.text

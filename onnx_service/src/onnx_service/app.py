@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from onnx_service import __version__, v1, v2
-from onnx_service.errors import PayloadTooLargeError, ServiceError
+from onnx_service.errors import OverloadedError, PayloadTooLargeError, ServiceError
 from onnx_service.fastpath import InferFastPath, infer_openapi_paths
 from onnx_service.metrics import Metrics
 from onnx_service.repository import ModelRepository
@@ -75,6 +75,49 @@ class BodyLimit:
 
     def _message(self) -> str:
         return f"request body is over the {self.limit}-byte limit"
+
+
+# POSTs under these prefixes are inference: /v2/models/{m}[/versions/{v}]/infer,
+# /v1/models/{m}:predict.
+INFERENCE_PREFIXES = ("/v2/models/", "/v1/models/")
+
+
+class InflightLimit:
+    """Bounds the inference requests handled at once (pure ASGI, outermost).
+
+    A request counts from its first byte until its answer is sent, so the memory that bodies,
+    parsed tensors and outputs take is bounded by the limit times the per-request limits.
+    Over the limit the answer is an immediate ``503`` with ``Retry-After: 1``; health,
+    metadata, repository and metrics routes are never refused.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics) -> None:
+        self.app = app
+        self.limit = limit
+        self.metrics = metrics
+        self.inflight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].startswith(INFERENCE_PREFIXES)
+        ):
+            await self.app(scope, receive, send)
+            return
+        if self.inflight >= self.limit:
+            self.metrics.overload_rejections.inc()
+            response = _error(OverloadedError(self.limit))
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)
+            return
+        self.inflight += 1
+        self.metrics.inflight.set(self.inflight)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.inflight -= 1
+            self.metrics.inflight.set(self.inflight)
 
 
 def _error(exc: ServiceError) -> Response:
@@ -169,6 +212,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(InferFastPath)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # outside the fast path
+    app.add_middleware(InflightLimit, limit=settings.max_inflight_requests, metrics=metrics)
 
     @app.get(
         "/metrics",

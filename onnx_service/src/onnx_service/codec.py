@@ -16,6 +16,8 @@ from onnx_service.model import Feeds, ModelVersion, TensorSpec
 from onnx_service.schemas import InferRequest, RequestInput
 
 KIND_NAMES = {"b": "boolean", "i": "integer", "u": "integer", "f": "floating-point"}
+# JSON values a request may hold besides tensor data (names, shapes, parameters, ...)
+HEADER_VALUES = 4096
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -35,6 +37,35 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     if len(out) > limit:
         raise PayloadTooLargeError(f"decompressed body is over the {limit}-byte limit")
     return out
+
+
+def check_json_values(raw: bytes, max_elements: int) -> None:
+    """Refuse a JSON body that may hold more values than the element limit, before parsing it.
+
+    Parsed JSON costs ~40 bytes per number (a list slot and a float object) against 2 bytes
+    on the wire, so a body within the byte limit could still take gigabytes. A JSON text holds
+    at most 1 + commas + containers values, which ``bytes.count`` finds at memory speed; a
+    body shorter than the limit cannot hold more values than it has bytes and is not scanned.
+    """
+    allowed = max_elements + HEADER_VALUES
+    if len(raw) <= allowed:
+        return
+    bound = 1 + raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if bound > allowed:
+        raise PayloadTooLargeError(
+            f"the request holds more than the service's limit of {max_elements} tensor "
+            "elements (max_request_elements)"
+        )
+
+
+def check_elements(counts: Iterable[int], max_elements: int) -> None:
+    """The declared tensor sizes of one request against the element limit."""
+    total = sum(counts)
+    if total > max_elements:
+        raise PayloadTooLargeError(
+            f"the request's inputs hold {total} elements, over the service's limit of "
+            f"{max_elements} (max_request_elements)"
+        )
 
 
 def load_json(raw: bytes, empty: Any = None) -> Any:
@@ -105,7 +136,9 @@ class DecodedInfer:
     binary: dict[str, bool]
 
 
-def decode_infer(body: bytes, header_length: str | None, mv: ModelVersion) -> DecodedInfer:
+def decode_infer(
+    body: bytes, header_length: str | None, mv: ModelVersion, max_elements: int
+) -> DecodedInfer:
     """Parse an OIP infer request (JSON, or JSON + binary tensor data) for one model."""
     binary = b""
     if header_length is not None:
@@ -116,7 +149,9 @@ def decode_infer(body: bytes, header_length: str | None, mv: ModelVersion) -> De
         if not 0 <= split <= len(body):
             raise InvalidRequestError("Inference-Header-Content-Length is outside the body")
         body, binary = body[:split], body[split:]
+    check_json_values(body, max_elements)
     request = validate(InferRequest, load_json(body))
+    check_elements((math.prod(t.shape) for t in request.inputs), max_elements)
     feeds = _decode_inputs(request, binary, mv)
     wanted, flags = _wanted_outputs(request, mv)
     return DecodedInfer(request, feeds, wanted, flags)

@@ -17,7 +17,29 @@ class Settings(BaseSettings):
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=8001, ge=1, le=65535, description="Port to listen on.")
     max_request_bytes: int = Field(
-        default=64 * 1024 * 1024, ge=1024, description="Largest accepted request body (bytes)."
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description=(
+            "Largest accepted request body in bytes, as sent and again after gzip/deflate "
+            "decompression (which stops at this size); larger bodies get 413."
+        ),
+    )
+    max_request_elements: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1,
+        description=(
+            "Most tensor elements one inference request may carry, all inputs together (JSON "
+            "values are counted before they are parsed); more get 413. Bounds the memory a "
+            "request can take: a JSON number costs ~40 bytes once parsed."
+        ),
+    )
+    max_inflight_requests: int = Field(
+        default=64,
+        ge=1,
+        description=(
+            "Inference requests handled at once, from the first byte to the answer; more get "
+            "503 with Retry-After (health, metadata and metrics are never refused)."
+        ),
     )
     poll_interval_s: float = Field(
         default=0.0,
