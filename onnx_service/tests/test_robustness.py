@@ -1,9 +1,11 @@
 """Abuse and failure handling: a bad request inside a dynamic batch, 500 answers without
 internals, KServe V1 outputs that cannot be rows, and the memory bounds: inflated size,
-elements per request, requests in flight (issue #14, items 4, 5 and 11)."""
+elements per request, requests in flight; listening before the models are loaded (issue #14,
+items 4, 5, 6 and 11)."""
 
 import gzip
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,11 +15,12 @@ import httpx
 import numpy as np
 import orjson
 import pytest
-from conftest import BODY_LIMIT, LiveServer, make_app, metric
+from conftest import BODY_LIMIT, LiveServer, make_app, metric, ready_client
 from fastapi.testclient import TestClient
 from onnx_models import gather, reshape3, uneven
+from onnx_service.model import ModelVersion
 
-from onnx_service import codec
+from onnx_service import codec, healthcheck
 
 
 @pytest.fixture
@@ -68,7 +71,7 @@ def test_a_rejected_request_fails_alone_in_its_batch(robust_repo: Path) -> None:
 
 def test_v1_rows_from_outputs_of_different_lengths_are_a_clear_400(robust_repo: Path) -> None:
     x = [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0]]
-    with TestClient(make_app(robust_repo)) as client:
+    with ready_client(make_app(robust_repo)) as client:
         rows = client.post("/v1/models/uneven:predict", json={"instances": x})
         assert rows.status_code == 400, rows.text
         message = rows.json()["error"]
@@ -83,7 +86,7 @@ def test_500_answers_carry_no_exception_text(
     robust_repo: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
-    with TestClient(make_app(robust_repo), raise_server_exceptions=False) as client:
+    with ready_client(make_app(robust_repo), raise_server_exceptions=False) as client:
         failed = client.post("/v2/models/reshape3/infer", json=body)
         assert failed.status_code == 500
         assert failed.json() == {
@@ -120,7 +123,7 @@ def _rows(n: int) -> dict:
 
 @pytest.fixture
 def bounded(repo: Path) -> Iterator[TestClient]:
-    with TestClient(make_app(repo, max_request_elements=ELEMENTS)) as client:
+    with ready_client(make_app(repo, max_request_elements=ELEMENTS)) as client:
         yield client
 
 
@@ -228,3 +231,44 @@ def test_requests_in_flight_are_bounded(repo: Path) -> None:
             time.sleep(0.05)
             answer = httpx.post(f"{server.url}/v2/models/tiny/infer", json=_rows(1))
         assert answer.status_code == 200, answer.text
+
+
+# --- listen first, load after (issue #14 item 6) ---------------------------------------------
+
+
+def test_the_server_is_live_at_once_and_ready_after_loading(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    real_load = ModelVersion.load
+
+    def slow_load(**kwargs: object) -> ModelVersion:  # a repository that takes long to load
+        assert release.wait(60), "the test never released the load"
+        return real_load(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ModelVersion, "load", staticmethod(slow_load))
+    body = _rows(1)
+    with LiveServer(make_app(repo), wait_ready=False) as server:
+        url = server.url
+        monkeypatch.setenv("ONNX_SERVICE_PORT", str(server.port))
+        assert httpx.get(f"{url}/v2/health/live").json() == {"live": True}
+        assert httpx.get(f"{url}/v2/health/ready").status_code == 503
+        assert healthcheck.main([]) == 0  # the container's check: live
+        assert healthcheck.main(["--ready"]) == 1
+        infer = httpx.post(f"{url}/v2/models/tiny/infer", json=body)
+        assert infer.status_code == 503
+        assert infer.json()["error"] == (
+            "model 'tiny' is not loaded yet: the service is still loading its model repository"
+        )
+        ready = httpx.get(f"{url}/v2/models/tiny/ready")
+        assert (ready.status_code, ready.json()) == (503, {"name": "tiny", "ready": False})
+        assert httpx.get(f"{url}/v1/models/tiny").json() == {"name": "tiny", "ready": False}
+        assert httpx.get(f"{url}/metrics").status_code == 200
+        release.set()
+        deadline = time.monotonic() + 60
+        while httpx.get(f"{url}/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert healthcheck.main(["--ready"]) == 0
+        assert httpx.post(f"{url}/v2/models/tiny/infer", json=body).status_code == 200
+        assert httpx.get(f"{url}/v2/models/nope/ready").status_code == 404  # loaded: unknown

@@ -6,6 +6,7 @@ import os
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -163,8 +164,27 @@ async def _poll_forever(repository: ModelRepository, interval: float) -> None:
             log.exception("repository poll failed")
 
 
+async def _load_then_poll(repository: ModelRepository, settings: Settings) -> None:
+    """Start-up loading, in the background: the server listens (and is live) at once and
+    becomes ready when every model has been tried; then polling, if configured."""
+    if settings.model_repository.is_dir():
+        started = perf_counter()
+        await repository.load_all()
+        log.info(
+            "start-up loading done in %.1f s: serving %s",
+            perf_counter() - started,
+            ", ".join(repository.ready_names()) or "no model",
+        )
+    else:
+        log.error("model repository %s does not exist", settings.model_repository)
+        repository.ready = True
+    if settings.poll_interval_s > 0:
+        await _poll_forever(repository, settings.poll_interval_s)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service. Models are loaded by the lifespan, before the first request."""
+    """Build the service. The lifespan starts loading the models in the background: the
+    server listens at once (live), and is ready when start-up loading is done."""
     settings = settings or Settings()
     metrics = Metrics()
 
@@ -176,23 +196,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.model_repository, metrics, executor, settings.inline_compute_us / 1e6
         )
         app.state.repository = repository
-        if settings.model_repository.is_dir():
-            await repository.load_all()
-        else:
-            log.error("model repository %s does not exist", settings.model_repository)
-            repository.ready = True
-        poller = (
-            asyncio.create_task(_poll_forever(repository, settings.poll_interval_s))
-            if settings.poll_interval_s > 0
-            else None
-        )
+        background = asyncio.create_task(_load_then_poll(repository, settings))
         try:
             yield
         finally:
-            if poller is not None:
-                poller.cancel()
-                with suppress(asyncio.CancelledError):
-                    await poller
+            background.cancel()
+            with suppress(asyncio.CancelledError):
+                await background
             repository.close()
             executor.shutdown(wait=True)
 

@@ -118,6 +118,11 @@ class ModelRepository:
     def entry(self, name: str) -> ModelEntry:
         entry = self._entries.get(name)
         if entry is None:
+            if not self.ready:
+                raise UnavailableError(
+                    f"model '{name}' is not loaded yet: the service is still loading its "
+                    "model repository"
+                )
             raise NotFoundError(f"unknown model '{name}'")
         return entry
 

@@ -5,6 +5,8 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from onnx_service import DEFAULT_PORT
+
 
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
@@ -15,7 +17,7 @@ class Settings(BaseSettings):
         default=Path("/models"), description="Root of the Triton-style model repository."
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
-    port: int = Field(default=8001, ge=1, le=65535, description="Port to listen on.")
+    port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="Port to listen on.")
     max_request_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,

@@ -23,6 +23,8 @@ async def list_models(repository: Repository) -> V1ModelList:
 
 @router.get("/models/{model_name}", response_model=ModelReady, responses=errors(404))
 async def model_status(model_name: str, repository: Repository) -> ModelReady:
+    if not repository.ready and model_name not in repository.names():  # still loading
+        return ModelReady(name=model_name, ready=False)
     return ModelReady(name=model_name, ready=bool(repository.entry(model_name).serving))
 
 

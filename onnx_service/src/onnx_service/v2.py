@@ -92,6 +92,8 @@ async def model_version_metadata(
 
 
 def _ready(repository: ModelRepository, name: str, version: int | None) -> JSONResponse:
+    if not repository.ready and name not in repository.names():  # still loading at start-up
+        return JSONResponse({"name": name, "ready": False}, status_code=503)
     entry = repository.entry(name)
     if version is not None and version not in entry.serving and version not in entry.statuses:
         raise NotFoundError(f"unknown version {version} of model '{name}'")
