@@ -1,4 +1,4 @@
-"""Service settings, read from ONNX_SERVICE_* environment variables."""
+"""Service settings: ONNX_SERVICE_* environment variables, and command-line flags."""
 
 from pathlib import Path
 
@@ -9,9 +9,22 @@ from onnx_service import DEFAULT_PORT
 
 
 class Settings(BaseSettings):
-    """Everything the service reads from its environment."""
+    """
+    ONNX inference server: KServe V1 on /v1 and the Open Inference Protocol (KServe V2 /
+    Triton) on /v2. Every option can also be given as an environment variable
+    ONNX_SERVICE_<OPTION> (for example ONNX_SERVICE_MODEL_REPOSITORY=/models); a flag wins
+    over its variable.
+    """
 
-    model_config = SettingsConfigDict(env_prefix="ONNX_SERVICE_", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="ONNX_SERVICE_",
+        extra="ignore",
+        # only used when the command line is parsed (onnx-service, python -m onnx_service)
+        cli_prog_name="onnx-service",
+        cli_kebab_case=True,
+        cli_avoid_json=True,
+        cli_hide_none_type=True,
+    )
 
     model_repository: Path = Field(
         default=Path("/models"), description="Root of the Triton-style model repository."
