@@ -222,3 +222,30 @@ def slow_chain(path: Path, nodes: int) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)  # no checker: it takes longer than the load for this many nodes
     return path
+
+
+def strings(path: Path) -> Path:
+    """BYTES in and out (onnxruntime string tensors; opset 21 for its string operators):
+    text [N] -> shout = text + "!" [N], same = text [N], lower = text is all a-z [N] BOOL."""
+    suffix = helper.make_tensor("suffix", TensorProto.STRING, [], [b"!"])
+    graph = helper.make_graph(
+        [
+            helper.make_node("StringConcat", ["text", "suffix"], ["shout"]),
+            helper.make_node("Identity", ["text"], ["same"]),
+            helper.make_node("RegexFullMatch", ["text"], ["lower"], pattern="[a-z]+"),
+        ],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])],
+        [
+            helper.make_tensor_value_info("shout", TensorProto.STRING, ["N"]),
+            helper.make_tensor_value_info("same", TensorProto.STRING, ["N"]),
+            helper.make_tensor_value_info("lower", TensorProto.BOOL, ["N"]),
+        ],
+        [suffix],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path

@@ -1,6 +1,7 @@
 """Turning protocol payloads into numpy arrays and back, with clear 400s for bad input."""
 
 import math
+import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -68,6 +69,13 @@ def check_elements(counts: Iterable[int], max_elements: int) -> None:
         )
 
 
+def _json_default(obj: Any) -> Any:
+    """orjson writes numeric arrays itself and hands BYTES (object) arrays to this."""
+    if isinstance(obj, np.ndarray) and obj.dtype == object:
+        return obj.tolist()
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
+
+
 def load_json(raw: bytes, empty: Any = None) -> Any:
     if not raw.strip() and empty is not None:
         return empty
@@ -106,6 +114,8 @@ def json_to_array(data: Any, spec: TensorSpec, what: str = "input") -> np.ndarra
     """A (flat or nested) JSON list as an array of the spec's dtype, strictly typed."""
     if not isinstance(data, list):
         raise InvalidRequestError(f"{what} '{spec.name}': data must be an array")
+    if spec.datatype == "BYTES":
+        return _json_strings(data, spec, what)
     try:
         arr = np.array(data)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -126,6 +136,64 @@ def json_to_array(data: Any, spec: TensorSpec, what: str = "input") -> np.ndarra
                     f"{what} '{spec.name}': values out of range for {spec.datatype}"
                 )
     return arr.astype(spec.dtype, copy=False)
+
+
+def _json_strings(data: list[Any], spec: TensorSpec, what: str) -> np.ndarray:
+    """BYTES in JSON: a (nested) list of strings, as an object array of str."""
+    try:
+        arr = np.array(data, dtype=object)
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"{what} '{spec.name}': data is not a regular array: {exc}"
+        ) from exc
+    if not all(isinstance(item, str) for item in arr.flat):
+        if any(isinstance(item, list) for item in arr.flat):  # numpy keeps ragged rows as lists
+            raise InvalidRequestError(f"{what} '{spec.name}': data is not a regular array")
+        raise InvalidRequestError(f"{what} '{spec.name}': BYTES data must be strings")
+    return arr
+
+
+def _binary_strings(
+    tensor: RequestInput, binary: bytes, offset: int, size: int, count: int
+) -> np.ndarray:
+    """BYTES in the binary extension: each element a 4-byte little-endian length, then its
+    bytes (Triton's serialization); held as UTF-8 text for onnxruntime."""
+    end = offset + size
+    items: list[str] = []
+    view = memoryview(binary)
+    while offset < end and len(items) < count:
+        if offset + 4 > end:
+            raise InvalidRequestError(f"input '{tensor.name}': truncated BYTES element length")
+        (length,) = struct.unpack_from("<I", binary, offset)
+        offset += 4
+        if offset + length > end:
+            raise InvalidRequestError(f"input '{tensor.name}': a BYTES element runs past its data")
+        try:
+            items.append(str(view[offset : offset + length], "utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError(
+                f"input '{tensor.name}': BYTES element {len(items)} is not UTF-8 text "
+                "(onnxruntime string tensors hold text)"
+            ) from exc
+        offset += length
+    if len(items) != count or offset != end:
+        raise InvalidRequestError(
+            f"input '{tensor.name}': binary_data_size {size} does not hold exactly "
+            f"{count} BYTES elements"
+        )
+    arr = np.empty(count, dtype=object)
+    arr[:] = items
+    return arr
+
+
+def _pack_strings(flat: np.ndarray) -> bytes:
+    """Triton's BYTES serialization of a flat object array of str (or bytes)."""
+    parts: list[bytes] = []
+    for item in flat:
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(struct.pack("<I", len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
 
 
 @dataclass
@@ -202,6 +270,11 @@ def _tensor(
         return arr.reshape(tensor.shape), offset
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidRequestError(f"input '{tensor.name}': bad binary_data_size")
+    if spec.datatype == "BYTES":
+        if offset + size > len(binary):
+            raise InvalidRequestError(f"input '{tensor.name}': binary data is shorter than stated")
+        arr = _binary_strings(tensor, binary, offset, size, count)
+        return arr.reshape(tensor.shape), offset + size
     expected = count * spec.dtype.itemsize
     if size != expected:
         raise InvalidRequestError(
@@ -251,8 +324,9 @@ def encode_infer(
             "shape": list(arr.shape),
         }
         flat = np.ascontiguousarray(arr).reshape(-1)
+        strings = flat.dtype == object  # BYTES
         if binary[name]:
-            raw = flat.tobytes()
+            raw = _pack_strings(flat) if strings else flat.tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
@@ -262,7 +336,7 @@ def encode_infer(
     if request_id is not None:
         payload["id"] = request_id
     payload["outputs"] = tensors
-    header = orjson.dumps(payload, option=JSON_OPTIONS)
+    header = orjson.dumps(payload, option=JSON_OPTIONS, default=_json_default)
     if not blobs:
         return header, {}
     return header + b"".join(blobs), {"Inference-Header-Content-Length": str(len(header))}
@@ -337,4 +411,4 @@ def v1_response(outputs: Feeds, rows: bool) -> bytes:
         body = {"outputs": next(iter(outputs.values()))}
     else:
         body = {"outputs": outputs}
-    return orjson.dumps(body, option=JSON_OPTIONS)
+    return orjson.dumps(body, option=JSON_OPTIONS, default=_json_default)

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from onnx_service import __version__
 from onnx_service.codec import load_json, validate
 from onnx_service.deps import Repository, errors, json_body, parse_version
+from onnx_service.dtypes import CONFIG_TYPE
 from onnx_service.errors import LoadError, NotFoundError, ServiceError
 from onnx_service.model import ModelVersion
 from onnx_service.repository import ModelRepository
@@ -129,7 +130,11 @@ def _config(mv: ModelVersion) -> ModelConfigResponse:
 
     def tensors(specs: list[Any]) -> list[dict[str, Any]]:
         return [
-            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": list(s.shape[batch_dims:])}
+            {
+                "name": s.name,
+                "data_type": CONFIG_TYPE[s.datatype],
+                "dims": list(s.shape[batch_dims:]),
+            }
             for s in specs
         ]
 
