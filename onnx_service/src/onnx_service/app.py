@@ -19,7 +19,8 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onnx_service import __version__, v1, v2
+from onnx_service import __version__, embeddings, v1, v2
+from onnx_service.embeddings import EmbeddingsRequest
 from onnx_service.errors import OverloadedError, PayloadTooLargeError, ServiceError
 from onnx_service.fastpath import InferFastPath, infer_openapi_paths
 from onnx_service.metrics import Metrics
@@ -42,6 +43,7 @@ SELF_PARSED: tuple[type[BaseModel], ...] = (
     RepositoryIndexRequest,
     ModelLoadRequest,
     V1PredictRequest,
+    EmbeddingsRequest,
 )
 
 
@@ -79,8 +81,8 @@ class BodyLimit:
 
 
 # POSTs under these prefixes are inference: /v2/models/{m}[/versions/{v}]/infer,
-# /v1/models/{m}:predict.
-INFERENCE_PREFIXES = ("/v2/models/", "/v1/models/")
+# /v1/models/{m}:predict, /openai/v1/embeddings.
+INFERENCE_PREFIXES = ("/v2/models/", "/v1/models/", "/openai/")
 
 
 class InflightLimit:
@@ -209,13 +211,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="onnx_service",
         version=__version__,
-        description="ONNX inference: KServe V1 on /v1, Open Inference Protocol on /v2.",
+        description=(
+            "ONNX inference: KServe V1 on /v1, Open Inference Protocol on /v2, "
+            "OpenAI-compatible embeddings on /openai/v1/embeddings."
+        ),
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(v2.router)
     app.include_router(v1.router)
+    app.include_router(embeddings.router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)

@@ -26,6 +26,7 @@ from onnx_service.errors import (
     UnavailableError,
 )
 from onnx_service.metrics import VersionMetrics
+from onnx_service.text import TextPipeline, tokenizer_file
 
 Feeds = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
@@ -82,6 +83,7 @@ class ModelVersion:
         metrics: VersionMetrics,
         executor: Executor,
         inline_s: float = 0.0,
+        text: TextPipeline | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -94,8 +96,17 @@ class ModelVersion:
         # for tiny models the thread hop costs more than session.run itself.
         self._inline_s = inline_s
         self._row_cost_s = math.inf  # moving average of compute seconds per row
-        self.inputs = [_spec(a, "input") for a in session.get_inputs()]
-        self.outputs = [_spec(a, "output") for a in session.get_outputs()]
+        self.text = text
+        if text is None:
+            self.inputs = [_spec(a, "input") for a in session.get_inputs()]
+            self.outputs = [_spec(a, "output") for a in session.get_outputs()]
+        else:  # what clients see of a text model: texts in, embeddings and token counts out
+            cfg = text.config
+            self.inputs = [TensorSpec(cfg.input, "BYTES", (-1,), DATATYPE_TO_NUMPY["BYTES"])]
+            self.outputs = [
+                TensorSpec(cfg.output, "FP32", (-1, text.width), DATATYPE_TO_NUMPY["FP32"]),
+                TensorSpec(cfg.tokens_output, "INT64", (-1,), DATATYPE_TO_NUMPY["INT64"]),
+            ]
         self.input_map = {s.name: s for s in self.inputs}
         self.output_map = {s.name: s for s in self.outputs}
         self.output_names = [s.name for s in self.outputs]
@@ -138,6 +149,11 @@ class ModelVersion:
             )
         except Exception as exc:  # onnxruntime raises several unrelated types
             raise LoadError(f"onnxruntime cannot load {path.name}: {exc}") from exc
+        text = (
+            TextPipeline(config.text, tokenizer_file(path, config.text), session)
+            if config.text is not None
+            else None
+        )
         return cls(
             name=name,
             version=version,
@@ -147,6 +163,7 @@ class ModelVersion:
             metrics=metrics,
             executor=executor,
             inline_s=inline_s,
+            text=text,
         )
 
     # --- life cycle -------------------------------------------------------------------------
@@ -232,14 +249,22 @@ class ModelVersion:
             raise UnavailableError(f"model '{self.name}' version {self.version} was unloaded")
         return session
 
+    def _run_graph(self, wanted: list[str], feeds: Feeds) -> list[np.ndarray]:
+        """session.run, or the tokenize-run-pool pipeline of a text model."""
+        session = self._session_or_fail()
+        if self.text is None:
+            return list(session.run(wanted, feeds))
+        outputs = self.text.run(session, feeds[self.text.config.input])
+        return [outputs[name] for name in wanted]
+
     def _run_single(self, feeds: Feeds, wanted: list[str], rows: int, queued: float) -> Outputs:
         m = self.metrics
         start = perf_counter()
         m.pending.dec()
         m.queue_duration.observe(start - queued)
         try:
-            results = self._session_or_fail().run(wanted, feeds)
-        except UnavailableError:
+            results = self._run_graph(wanted, feeds)
+        except ServiceError:
             raise
         except Exception as exc:
             raise _ort_error(exc, self.name, self.version) from exc
@@ -289,8 +314,8 @@ class ModelVersion:
             }
         total = sum(item.rows for item in batch)
         try:
-            results = self._session_or_fail().run(self.output_names, feeds)
-        except UnavailableError:
+            results = self._run_graph(self.output_names, feeds)
+        except ServiceError:
             raise
         except Exception as exc:
             raise _ort_error(exc, self.name, self.version) from exc
