@@ -39,9 +39,9 @@ def repo(tmp_path: Path) -> Path:
 
 
 def make_app(root: Path, **settings: object) -> FastAPI:
-    return create_app(
-        Settings(model_repository=root, max_request_bytes=BODY_LIMIT, **settings)  # type: ignore[arg-type]
-    )
+    """The service on ``root``; gRPC off unless a test gives grpc_port."""
+    options: dict[str, object] = {"max_request_bytes": BODY_LIMIT, "grpc_port": 0, **settings}
+    return create_app(Settings(model_repository=root, **options))  # type: ignore[arg-type]
 
 
 @contextmanager

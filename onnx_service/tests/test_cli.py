@@ -23,7 +23,7 @@ def test_help_lists_every_setting_and_the_variables() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("usage: onnx-service")
-    for flag in ("--model-repository", "--host", "--port", "--max-request-bytes",
+    for flag in ("--model-repository", "--host", "--port", "--grpc-port", "--max-request-bytes",
                  "--max-request-elements", "--max-inflight-requests", "--poll-interval-s",
                  "--inference-threads", "--inline-compute-us", "--log-level"):  # fmt: skip
         assert flag in result.stdout
@@ -65,7 +65,7 @@ def test_the_server_runs_with_flags_only(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONNX_SERVICE_")}
     server = subprocess.Popen(
         [sys.executable, "-m", "onnx_service", "--model-repository", str(tmp_path),
-         "--port", str(port), "--log-level", "warning"],
+         "--port", str(port), "--grpc-port", "0", "--log-level", "warning"],
         env=env,
     )  # fmt: skip
     try:

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc
 from conftest import ort_run
 from onnx_models import mlp, slow_chain
 
@@ -48,7 +49,7 @@ def test_read_only_non_root_container_is_healthy_and_infers(models: Path) -> Non
     container = docker(
         "run", "-d", "--read-only", "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges",
-        "-v", f"{models}:/models:ro", "-p", "127.0.0.1::8001", IMAGE,
+        "-v", f"{models}:/models:ro", "-p", "127.0.0.1::8001", "-p", "127.0.0.1::8002", IMAGE,
     )  # fmt: skip
     try:
         health = ""
@@ -73,6 +74,12 @@ def test_read_only_non_root_container_is_healthy_and_infers(models: Path) -> Non
         got = np.array(out["data"], np.float32).reshape(out["shape"])
         expected = ort_run(models / "tiny" / "1" / "model.onnx", {"x": x})["y"]
         np.testing.assert_array_equal(got, expected)
+        # the same model over gRPC, with Triton's client
+        grpc_port = docker("port", container, "8002/tcp").splitlines()[0].rsplit(":", 1)[1]
+        client = tritonclient.grpc.InferenceServerClient(url=f"127.0.0.1:{grpc_port}")
+        tensor = tritonclient.grpc.InferInput("x", [2, 16], "FP32")
+        tensor.set_data_from_numpy(x)
+        np.testing.assert_array_equal(client.infer("tiny", [tensor]).as_numpy("y"), expected)
     finally:
         docker("rm", "-f", container)
 

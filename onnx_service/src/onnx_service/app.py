@@ -3,9 +3,9 @@
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from time import perf_counter
 from typing import Any
 
@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onnx_service import __version__, embeddings, v1, v2
+from onnx_service import __version__, embeddings, grpc_server, v1, v2
 from onnx_service.embeddings import EmbeddingsRequest
 from onnx_service.errors import OverloadedError, PayloadTooLargeError, ServiceError
 from onnx_service.fastpath import InferFastPath, infer_openapi_paths
@@ -85,6 +85,27 @@ class BodyLimit:
 INFERENCE_PREFIXES = ("/v2/models/", "/v1/models/", "/openai/")
 
 
+class Admission:
+    """The bound on inference requests in flight, shared by HTTP and gRPC."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.metrics = metrics
+        self.inflight = 0
+
+    def enter(self) -> None:
+        """Count one request in; raises OverloadedError at the limit."""
+        if self.inflight >= self.limit:
+            self.metrics.overload_rejections.inc()
+            raise OverloadedError(self.limit)
+        self.inflight += 1
+        self.metrics.inflight.set(self.inflight)
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        self.metrics.inflight.set(self.inflight)
+
+
 class InflightLimit:
     """Bounds the inference requests handled at once (pure ASGI, outermost).
 
@@ -94,11 +115,9 @@ class InflightLimit:
     metadata, repository and metrics routes are never refused.
     """
 
-    def __init__(self, app: ASGIApp, limit: int, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
         self.app = app
-        self.limit = limit
-        self.metrics = metrics
-        self.inflight = 0
+        self.admission = admission
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not (
@@ -108,19 +127,17 @@ class InflightLimit:
         ):
             await self.app(scope, receive, send)
             return
-        if self.inflight >= self.limit:
-            self.metrics.overload_rejections.inc()
-            response = _error(OverloadedError(self.limit))
+        try:
+            self.admission.enter()
+        except OverloadedError as exc:
+            response = _error(exc)
             response.headers["Retry-After"] = "1"
             await response(scope, receive, send)
             return
-        self.inflight += 1
-        self.metrics.inflight.set(self.inflight)
         try:
             await self.app(scope, receive, send)
         finally:
-            self.inflight -= 1
-            self.metrics.inflight.set(self.inflight)
+            self.admission.leave()
 
 
 def _error(exc: ServiceError) -> Response:
@@ -184,11 +201,11 @@ async def _load_then_poll(repository: ModelRepository, settings: Settings) -> No
         await _poll_forever(repository, settings.poll_interval_s)
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service. The lifespan starts loading the models in the background: the
-    server listens at once (live), and is ready when start-up loading is done."""
-    settings = settings or Settings()
-    metrics = Metrics()
+def _lifespan(
+    settings: Settings, metrics: Metrics
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shut-down: the repository (loading in the background), the thread pool,
+    the gRPC server."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -199,14 +216,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.repository = repository
         background = asyncio.create_task(_load_then_poll(repository, settings))
+        grpc = None
+        if settings.grpc_port:
+            grpc = await grpc_server.start(
+                app.state, settings.host, settings.grpc_port, settings.max_request_bytes
+            )
+            app.state.grpc_port = grpc.bound_port
         try:
             yield
         finally:
+            if grpc is not None:
+                await grpc.stop(grace=5)
             background.cancel()
             with suppress(asyncio.CancelledError):
                 await background
             repository.close()
             executor.shutdown(wait=True)
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. The lifespan starts loading the models in the background: the
+    server listens at once (live), and is ready when start-up loading is done."""
+    settings = settings or Settings()
+    metrics = Metrics()
 
     app = FastAPI(
         title="onnx_service",
@@ -215,7 +249,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "ONNX inference: KServe V1 on /v1, Open Inference Protocol on /v2, "
             "OpenAI-compatible embeddings on /openai/v1/embeddings."
         ),
-        lifespan=lifespan,
+        lifespan=_lifespan(settings, metrics),
     )
     app.state.settings = settings
     app.state.metrics = metrics
@@ -228,7 +262,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(InferFastPath)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # outside the fast path
-    app.add_middleware(InflightLimit, limit=settings.max_inflight_requests, metrics=metrics)
+    admission = Admission(settings.max_inflight_requests, metrics)
+    app.state.admission = admission
+    app.add_middleware(InflightLimit, admission=admission)
 
     @app.get(
         "/metrics",

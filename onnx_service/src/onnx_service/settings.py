@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from onnx_service import DEFAULT_PORT
+from onnx_service import DEFAULT_GRPC_PORT, DEFAULT_PORT
 
 
 class Settings(BaseSettings):
@@ -31,6 +31,15 @@ class Settings(BaseSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address to listen on.")
     port: int = Field(default=DEFAULT_PORT, ge=1, le=65535, description="Port to listen on.")
+    grpc_port: int = Field(
+        default=DEFAULT_GRPC_PORT,
+        ge=0,
+        le=65535,
+        description=(
+            "Port of the gRPC Open Inference Protocol (inference.GRPCInferenceService, what "
+            "tritonclient.grpc speaks), on the same address; 0 turns gRPC off."
+        ),
+    )
     max_request_bytes: int = Field(
         default=64 * 1024 * 1024,
         ge=1024,
