@@ -153,7 +153,7 @@ def _json_strings(data: list[Any], spec: TensorSpec, what: str) -> np.ndarray:
     return arr
 
 
-def _binary_strings(
+def binary_strings(
     tensor: RequestInput, binary: bytes, offset: int, size: int, count: int
 ) -> np.ndarray:
     """BYTES in the binary extension: each element a 4-byte little-endian length, then its
@@ -186,7 +186,7 @@ def _binary_strings(
     return arr
 
 
-def _pack_strings(flat: np.ndarray) -> bytes:
+def pack_strings(flat: np.ndarray) -> bytes:
     """Triton's BYTES serialization of a flat object array of str (or bytes)."""
     parts: list[bytes] = []
     for item in flat:
@@ -273,7 +273,7 @@ def _tensor(
     if spec.datatype == "BYTES":
         if offset + size > len(binary):
             raise InvalidRequestError(f"input '{tensor.name}': binary data is shorter than stated")
-        arr = _binary_strings(tensor, binary, offset, size, count)
+        arr = binary_strings(tensor, binary, offset, size, count)
         return arr.reshape(tensor.shape), offset + size
     expected = count * spec.dtype.itemsize
     if size != expected:
@@ -326,7 +326,7 @@ def encode_infer(
         flat = np.ascontiguousarray(arr).reshape(-1)
         strings = flat.dtype == object  # BYTES
         if binary[name]:
-            raw = _pack_strings(flat) if strings else flat.tobytes()
+            raw = pack_strings(flat) if strings else flat.tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:

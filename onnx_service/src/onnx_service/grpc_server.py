@@ -23,7 +23,7 @@ import grpc
 import numpy as np
 
 from onnx_service import __version__
-from onnx_service.codec import _binary_strings, _pack_strings, check_elements, check_shape
+from onnx_service.codec import binary_strings, check_elements, check_shape, pack_strings
 from onnx_service.deps import counted, parse_version
 from onnx_service.dtypes import CONFIG_TYPE
 from onnx_service.errors import (
@@ -105,7 +105,7 @@ def _contents(tensor: Any, spec: TensorSpec, count: int) -> np.ndarray:
 def _raw(tensor: Any, spec: TensorSpec, raw: bytes, count: int) -> np.ndarray:
     """One input from ``raw_input_contents`` (little-endian; BYTES length-prefixed)."""
     if spec.datatype == "BYTES":
-        return _binary_strings(tensor, raw, 0, len(raw), count)
+        return binary_strings(tensor, raw, 0, len(raw), count)
     expected = count * spec.dtype.itemsize
     if len(raw) != expected:
         raise InvalidRequestError(
@@ -168,7 +168,7 @@ def encode_response(mv: ModelVersion, request_id: str, outputs: Feeds) -> Any:
         response.outputs.add(name=name, datatype=mv.output_map[name].datatype, shape=arr.shape)
         flat = np.ascontiguousarray(arr).reshape(-1)
         if flat.dtype == object:
-            response.raw_output_contents.append(_pack_strings(flat))
+            response.raw_output_contents.append(pack_strings(flat))
         else:
             response.raw_output_contents.append(flat.astype(flat.dtype.newbyteorder("<")).tobytes())
     return response
