@@ -134,6 +134,7 @@ def onnx_service_upstream(python: str, root: Path, port: int) -> subprocess.Pope
         os.environ,
         ONNX_SERVICE_MODEL_REPOSITORY=str(repo),
         ONNX_SERVICE_PORT=str(port),
+        ONNX_SERVICE_GRPC_PORT="0",  # HTTP only: no fixed gRPC port to collide on
         ONNX_SERVICE_LOG_LEVEL="warning",
     )
     proc = subprocess.Popen([python, "-m", "onnx_service"], env=env)

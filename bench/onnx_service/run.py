@@ -164,6 +164,7 @@ def main() -> None:
                 **os.environ,
                 "ONNX_SERVICE_MODEL_REPOSITORY": str(workdir / "models"),
                 "ONNX_SERVICE_PORT": str(args.port),
+                "ONNX_SERVICE_GRPC_PORT": "0",  # the JSON path is measured here
                 "ONNX_SERVICE_LOG_LEVEL": "warning",
             },
         )
