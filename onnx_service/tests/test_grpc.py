@@ -3,6 +3,7 @@
 metrics as HTTP; checked against direct onnxruntime runs."""
 
 import socket
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +17,7 @@ from conftest import LiveServer, make_app, metric, ort_run
 from onnx_models import strings, typed_inputs
 from onnx_service.grpc_api import grpc_service_pb2 as pb
 from onnx_service.grpc_api import grpc_service_pb2_grpc as pb_grpc
+from test_robustness import _hold_open
 from tritonclient.utils import InferenceServerException
 
 
@@ -167,3 +169,35 @@ def test_errors_map_to_grpc_status_codes(
         client.infer(model, [tensor])
     assert error.value.status() == f"StatusCode.{status}"
     assert message in error.value.message()
+
+
+def test_one_inflight_bound_for_http_and_grpc(repo: Path) -> None:
+    port = _free_port()
+    app = make_app(repo, grpc_port=port, max_inflight_requests=1)
+    with LiveServer(app) as server:
+        held = _hold_open(server.port, "/v2/models/tiny/infer")  # HTTP takes the only slot
+        try:
+            deadline = time.monotonic() + 10
+            while (
+                metric(httpx.get(f"{server.url}/metrics").text, "onnx_service_inflight_requests")
+                < 1
+            ):
+                assert time.monotonic() < deadline, "the held HTTP request never counted"
+                time.sleep(0.05)
+            client = tg.InferenceServerClient(url=f"127.0.0.1:{port}")
+            tensor = tg.InferInput("x", [1, 16], "FP32")
+            tensor.set_data_from_numpy(np.zeros((1, 16), np.float32))
+            with pytest.raises(InferenceServerException) as error:
+                client.infer("tiny", [tensor])
+            assert error.value.status() == "StatusCode.UNAVAILABLE"
+            assert "max_inflight_requests" in error.value.message()
+            assert client.is_server_live()  # health is never refused
+        finally:
+            held.close()
+        deadline = time.monotonic() + 10
+        while metric(httpx.get(f"{server.url}/metrics").text, "onnx_service_inflight_requests") > 0:
+            assert time.monotonic() < deadline, "the slot did not come back"
+            time.sleep(0.05)
+        np.testing.assert_array_equal(
+            client.infer("tiny", [tensor]).as_numpy("y").shape, np.array([1, 4])
+        )
