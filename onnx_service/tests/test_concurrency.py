@@ -7,8 +7,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-from conftest import LiveServer, make_app, metric, ort_run
-from fastapi.testclient import TestClient
+from conftest import LiveServer, make_app, metric, ort_run, ready_client
 from onnx_models import scale
 
 
@@ -134,7 +133,7 @@ def test_hot_swap_under_load_fails_no_request(
 def test_only_cheap_runs_stay_on_the_event_loop(repo: Path) -> None:
     x = np.zeros((1, 16), np.float32)
     for inline_us in (100, 0):
-        with TestClient(make_app(repo, inline_compute_us=inline_us)) as client:
+        with ready_client(make_app(repo, inline_compute_us=inline_us)) as client:
             mv = client.app.state.repository.get("tiny")  # type: ignore[attr-defined]
             assert not mv.runs_inline(1)  # nothing measured yet: the thread pool
             response = client.post("/v2/models/tiny/infer", json=infer_body(x))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import make_app, metric
+from conftest import make_app, metric, ready_client
 from fastapi.testclient import TestClient
 from onnx_models import fixed, mlp, scale
 
@@ -52,7 +52,7 @@ def test_config_errors(tmp_path: Path, config: str, reason: str) -> None:
     scale(tmp_path / "m" / "1" / "model.onnx", 2.0)
     (tmp_path / "m" / "config.yaml").write_text(config)
     scale(tmp_path / "ok" / "1" / "model.onnx", 2.0)
-    with TestClient(make_app(tmp_path)) as client:
+    with ready_client(make_app(tmp_path)) as client:
         assert reason in index(client)[("m", None)]["reason"]
         assert factor(client, "ok") == 2.0
 
@@ -62,7 +62,7 @@ def test_dynamic_batching_needs_a_batch_dimension(tmp_path: Path) -> None:
     (tmp_path / "f" / "config.yaml").write_text(
         "max_batch_size: 4\ndynamic_batching: {max_queue_delay_us: 100}\n"
     )
-    with TestClient(make_app(tmp_path)) as client:
+    with ready_client(make_app(tmp_path)) as client:
         row = index(client)[("f", "1")]
         assert row["state"] == "UNAVAILABLE"
         assert "dynamic first dimension" in row["reason"]
@@ -83,7 +83,7 @@ def test_version_policies(tmp_path: Path, policy: str, served: list[str]) -> Non
     scale(tmp_path / "m" / "²" / "model.onnx", 9.0)  # not a version: isdigit() but not 0-9
     scale(tmp_path / "m" / "0" / "model.onnx", 9.0)  # versions start at 1
     (tmp_path / "m" / "config.yaml").write_text(policy)
-    with TestClient(make_app(tmp_path)) as client:
+    with ready_client(make_app(tmp_path)) as client:
         assert client.get("/v2/models/m").json()["versions"] == served
         for v in served:
             assert factor(client, "m", v) == float(v)
@@ -92,7 +92,7 @@ def test_version_policies(tmp_path: Path, policy: str, served: list[str]) -> Non
 
 def test_load_swaps_in_a_new_version(tmp_path: Path) -> None:
     scale(tmp_path / "m" / "1" / "model.onnx", 1.0)
-    with TestClient(make_app(tmp_path)) as client:
+    with ready_client(make_app(tmp_path)) as client:
         assert factor(client, "m") == 1.0
         scale(tmp_path / "m" / "2" / "model.onnx", 2.0)
         assert factor(client, "m") == 1.0  # nothing changes until load (no polling)
@@ -117,7 +117,7 @@ def test_load_swaps_in_a_new_version(tmp_path: Path) -> None:
 
 def test_failed_load_leaves_the_serving_version(tmp_path: Path) -> None:
     scale(tmp_path / "m" / "1" / "model.onnx", 1.0)
-    with TestClient(make_app(tmp_path)) as client:
+    with ready_client(make_app(tmp_path)) as client:
         (tmp_path / "m" / "2").mkdir()
         (tmp_path / "m" / "2" / "model.onnx").write_bytes(b"not an onnx model")
         response = client.post("/v2/repository/models/m/load", json={})
@@ -138,7 +138,7 @@ def test_failed_load_leaves_the_serving_version(tmp_path: Path) -> None:
 
 def test_unload_load_and_unknown(tmp_path: Path) -> None:
     scale(tmp_path / "m" / "1" / "model.onnx", 1.0)
-    with TestClient(make_app(tmp_path)) as client:
+    with ready_client(make_app(tmp_path)) as client:
         assert client.post("/v2/repository/models/m/unload").json() == {
             "name": "m",
             "versions": [],
@@ -157,7 +157,7 @@ def test_unload_load_and_unknown(tmp_path: Path) -> None:
 
 def test_poll_loads_new_versions_and_models(tmp_path: Path) -> None:
     scale(tmp_path / "m" / "1" / "model.onnx", 1.0)
-    with TestClient(make_app(tmp_path)) as client:
+    with ready_client(make_app(tmp_path)) as client:
         repository = client.app.state.repository  # type: ignore[attr-defined]
         scale(tmp_path / "m" / "2" / "model.onnx", 2.0)
         mlp(tmp_path / "new" / "1" / "model.onnx", [4, 4])
@@ -174,7 +174,7 @@ def test_poll_loads_new_versions_and_models(tmp_path: Path) -> None:
 
 def test_background_polling_setting(tmp_path: Path) -> None:
     scale(tmp_path / "m" / "1" / "model.onnx", 1.0)
-    with TestClient(make_app(tmp_path, poll_interval_s=0.05)) as client:
+    with ready_client(make_app(tmp_path, poll_interval_s=0.05)) as client:
         scale(tmp_path / "m" / "2" / "model.onnx", 2.0)
         deadline = time.monotonic() + 20
         while factor(client, "m") != 2.0 and time.monotonic() < deadline:
@@ -183,7 +183,7 @@ def test_background_polling_setting(tmp_path: Path) -> None:
 
 
 def test_missing_repository_still_starts(tmp_path: Path) -> None:
-    with TestClient(make_app(tmp_path / "absent")) as client:
+    with ready_client(make_app(tmp_path / "absent")) as client:
         assert client.get("/v2/health/ready").status_code == 200
         assert client.post("/v2/repository/index").json() == []
         assert client.post("/v2/repository/models/m/load").status_code == 404

@@ -89,6 +89,12 @@ def test_a_hung_onnx_service_is_restarted_by_autoheal(host) -> None:
         if m.startswith('edgeai_autoheal_restarts_total{name="onnx-service"')
     )  # fmt: skip
     assert int(line.rsplit(" ", 1)[1]) >= 1
+    # the back-off state is on disk (kept across autoheal's own restarts), readable by root only
+    state = host.file("/var/lib/edgeai-autoheal/state.json")
+    with host.sudo():
+        assert state.mode == 0o600
+        restarts = json.loads(state.content_string)["restarts"]
+    assert any(r["name"] == "onnx-service" and r["count"] >= 1 for r in restarts)
 
 
 def test_after_a_host_restart_every_service_is_healthy_without_a_converge(host) -> None:

@@ -3,9 +3,10 @@
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from time import perf_counter
 from typing import Any
 
 import orjson
@@ -18,8 +19,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from onnx_service import __version__, v1, v2
-from onnx_service.errors import PayloadTooLargeError, ServiceError
+from onnx_service import __version__, embeddings, grpc_server, v1, v2
+from onnx_service.embeddings import EmbeddingsRequest
+from onnx_service.errors import OverloadedError, PayloadTooLargeError, ServiceError
 from onnx_service.fastpath import InferFastPath, infer_openapi_paths
 from onnx_service.metrics import Metrics
 from onnx_service.repository import ModelRepository
@@ -41,6 +43,7 @@ SELF_PARSED: tuple[type[BaseModel], ...] = (
     RepositoryIndexRequest,
     ModelLoadRequest,
     V1PredictRequest,
+    EmbeddingsRequest,
 )
 
 
@@ -77,6 +80,66 @@ class BodyLimit:
         return f"request body is over the {self.limit}-byte limit"
 
 
+# POSTs under these prefixes are inference: /v2/models/{m}[/versions/{v}]/infer,
+# /v1/models/{m}:predict, /openai/v1/embeddings.
+INFERENCE_PREFIXES = ("/v2/models/", "/v1/models/", "/openai/")
+
+
+class Admission:
+    """The bound on inference requests in flight, shared by HTTP and gRPC."""
+
+    def __init__(self, limit: int, metrics: Metrics) -> None:
+        self.limit = limit
+        self.metrics = metrics
+        self.inflight = 0
+
+    def enter(self) -> None:
+        """Count one request in; raises OverloadedError at the limit."""
+        if self.inflight >= self.limit:
+            self.metrics.overload_rejections.inc()
+            raise OverloadedError(self.limit)
+        self.inflight += 1
+        self.metrics.inflight.set(self.inflight)
+
+    def leave(self) -> None:
+        self.inflight -= 1
+        self.metrics.inflight.set(self.inflight)
+
+
+class InflightLimit:
+    """Bounds the inference requests handled at once (pure ASGI, outermost).
+
+    A request counts from its first byte until its answer is sent, so the memory that bodies,
+    parsed tensors and outputs take is bounded by the limit times the per-request limits.
+    Over the limit the answer is an immediate ``503`` with ``Retry-After: 1``; health,
+    metadata, repository and metrics routes are never refused.
+    """
+
+    def __init__(self, app: ASGIApp, admission: Admission) -> None:
+        self.app = app
+        self.admission = admission
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not (
+            scope["type"] == "http"
+            and scope["method"] == "POST"
+            and scope["path"].startswith(INFERENCE_PREFIXES)
+        ):
+            await self.app(scope, receive, send)
+            return
+        try:
+            self.admission.enter()
+        except OverloadedError as exc:
+            response = _error(exc)
+            response.headers["Retry-After"] = "1"
+            await response(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.admission.leave()
+
+
 def _error(exc: ServiceError) -> Response:
     return Response(
         orjson.dumps({"error": exc.message}),
@@ -103,9 +166,12 @@ async def _http_error(_: Request, exc: Exception) -> Response:
     )
 
 
-async def _unexpected(_: Request, exc: Exception) -> Response:
-    log.error("unhandled error", exc_info=exc)
-    return JSONResponse({"error": f"internal error: {exc}"}, status_code=500)
+async def _unexpected(request: Request, exc: Exception) -> Response:
+    # The exception's text goes to the log only: it can hold paths, values and internals.
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return JSONResponse(
+        {"error": "internal error (the reason is in the service log)"}, status_code=500
+    )
 
 
 async def _poll_forever(repository: ModelRepository, interval: float) -> None:
@@ -117,10 +183,29 @@ async def _poll_forever(repository: ModelRepository, interval: float) -> None:
             log.exception("repository poll failed")
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """Build the service. Models are loaded by the lifespan, before the first request."""
-    settings = settings or Settings()
-    metrics = Metrics()
+async def _load_then_poll(repository: ModelRepository, settings: Settings) -> None:
+    """Start-up loading, in the background: the server listens (and is live) at once and
+    becomes ready when every model has been tried; then polling, if configured."""
+    if settings.model_repository.is_dir():
+        started = perf_counter()
+        await repository.load_all()
+        log.info(
+            "start-up loading done in %.1f s: serving %s",
+            perf_counter() - started,
+            ", ".join(repository.ready_names()) or "no model",
+        )
+    else:
+        log.error("model repository %s does not exist", settings.model_repository)
+        repository.ready = True
+    if settings.poll_interval_s > 0:
+        await _poll_forever(repository, settings.poll_interval_s)
+
+
+def _lifespan(
+    settings: Settings, metrics: Metrics
+) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up and shut-down: the repository (loading in the background), the thread pool,
+    the gRPC server."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,42 +215,56 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings.model_repository, metrics, executor, settings.inline_compute_us / 1e6
         )
         app.state.repository = repository
-        if settings.model_repository.is_dir():
-            await repository.load_all()
-        else:
-            log.error("model repository %s does not exist", settings.model_repository)
-            repository.ready = True
-        poller = (
-            asyncio.create_task(_poll_forever(repository, settings.poll_interval_s))
-            if settings.poll_interval_s > 0
-            else None
-        )
+        background = asyncio.create_task(_load_then_poll(repository, settings))
+        grpc = None
+        if settings.grpc_port:
+            grpc = await grpc_server.start(
+                app.state, settings.host, settings.grpc_port, settings.max_request_bytes
+            )
+            app.state.grpc_port = grpc.bound_port
         try:
             yield
         finally:
-            if poller is not None:
-                poller.cancel()
-                with suppress(asyncio.CancelledError):
-                    await poller
+            if grpc is not None:
+                await grpc.stop(grace=5)
+            background.cancel()
+            with suppress(asyncio.CancelledError):
+                await background
             repository.close()
             executor.shutdown(wait=True)
+
+    return lifespan
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service. The lifespan starts loading the models in the background: the
+    server listens at once (live), and is ready when start-up loading is done."""
+    settings = settings or Settings()
+    metrics = Metrics()
 
     app = FastAPI(
         title="onnx_service",
         version=__version__,
-        description="ONNX inference: KServe V1 on /v1, Open Inference Protocol on /v2.",
-        lifespan=lifespan,
+        description=(
+            "ONNX inference: KServe V1 on /v1, Open Inference Protocol on /v2, "
+            "OpenAI-compatible embeddings on /openai/v1/embeddings."
+        ),
+        lifespan=_lifespan(settings, metrics),
     )
     app.state.settings = settings
     app.state.metrics = metrics
     app.include_router(v2.router)
     app.include_router(v1.router)
+    app.include_router(embeddings.router)
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
     app.add_middleware(InferFastPath)
     app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # outside the fast path
+    admission = Admission(settings.max_inflight_requests, metrics)
+    app.state.admission = admission
+    app.add_middleware(InflightLimit, admission=admission)
 
     @app.get(
         "/metrics",

@@ -1,6 +1,7 @@
 """Turning protocol payloads into numpy arrays and back, with clear 400s for bad input."""
 
 import math
+import struct
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,8 @@ from onnx_service.model import Feeds, ModelVersion, TensorSpec
 from onnx_service.schemas import InferRequest, RequestInput
 
 KIND_NAMES = {"b": "boolean", "i": "integer", "u": "integer", "f": "floating-point"}
+# JSON values a request may hold besides tensor data (names, shapes, parameters, ...)
+HEADER_VALUES = 4096
 JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -35,6 +38,42 @@ def decompress(body: bytes, encoding: str | None, limit: int) -> bytes:
     if len(out) > limit:
         raise PayloadTooLargeError(f"decompressed body is over the {limit}-byte limit")
     return out
+
+
+def check_json_values(raw: bytes, max_elements: int) -> None:
+    """Refuse a JSON body that may hold more values than the element limit, before parsing it.
+
+    Parsed JSON costs ~40 bytes per number (a list slot and a float object) against 2 bytes
+    on the wire, so a body within the byte limit could still take gigabytes. A JSON text holds
+    at most 1 + commas + containers values, which ``bytes.count`` finds at memory speed; a
+    body shorter than the limit cannot hold more values than it has bytes and is not scanned.
+    """
+    allowed = max_elements + HEADER_VALUES
+    if len(raw) <= allowed:
+        return
+    bound = 1 + raw.count(b",") + raw.count(b"[") + raw.count(b"{")
+    if bound > allowed:
+        raise PayloadTooLargeError(
+            f"the request holds more than the service's limit of {max_elements} tensor "
+            "elements (max_request_elements)"
+        )
+
+
+def check_elements(counts: Iterable[int], max_elements: int) -> None:
+    """The declared tensor sizes of one request against the element limit."""
+    total = sum(counts)
+    if total > max_elements:
+        raise PayloadTooLargeError(
+            f"the request's inputs hold {total} elements, over the service's limit of "
+            f"{max_elements} (max_request_elements)"
+        )
+
+
+def _json_default(obj: Any) -> Any:
+    """orjson writes numeric arrays itself and hands BYTES (object) arrays to this."""
+    if isinstance(obj, np.ndarray) and obj.dtype == object:
+        return obj.tolist()
+    raise TypeError(f"cannot serialize {type(obj).__name__}")
 
 
 def load_json(raw: bytes, empty: Any = None) -> Any:
@@ -75,6 +114,8 @@ def json_to_array(data: Any, spec: TensorSpec, what: str = "input") -> np.ndarra
     """A (flat or nested) JSON list as an array of the spec's dtype, strictly typed."""
     if not isinstance(data, list):
         raise InvalidRequestError(f"{what} '{spec.name}': data must be an array")
+    if spec.datatype == "BYTES":
+        return _json_strings(data, spec, what)
     try:
         arr = np.array(data)
     except (ValueError, TypeError, OverflowError) as exc:
@@ -97,6 +138,64 @@ def json_to_array(data: Any, spec: TensorSpec, what: str = "input") -> np.ndarra
     return arr.astype(spec.dtype, copy=False)
 
 
+def _json_strings(data: list[Any], spec: TensorSpec, what: str) -> np.ndarray:
+    """BYTES in JSON: a (nested) list of strings, as an object array of str."""
+    try:
+        arr = np.array(data, dtype=object)
+    except ValueError as exc:
+        raise InvalidRequestError(
+            f"{what} '{spec.name}': data is not a regular array: {exc}"
+        ) from exc
+    if not all(isinstance(item, str) for item in arr.flat):
+        if any(isinstance(item, list) for item in arr.flat):  # numpy keeps ragged rows as lists
+            raise InvalidRequestError(f"{what} '{spec.name}': data is not a regular array")
+        raise InvalidRequestError(f"{what} '{spec.name}': BYTES data must be strings")
+    return arr
+
+
+def binary_strings(
+    tensor: RequestInput, binary: bytes, offset: int, size: int, count: int
+) -> np.ndarray:
+    """BYTES in the binary extension: each element a 4-byte little-endian length, then its
+    bytes (Triton's serialization); held as UTF-8 text for onnxruntime."""
+    end = offset + size
+    items: list[str] = []
+    view = memoryview(binary)
+    while offset < end and len(items) < count:
+        if offset + 4 > end:
+            raise InvalidRequestError(f"input '{tensor.name}': truncated BYTES element length")
+        (length,) = struct.unpack_from("<I", binary, offset)
+        offset += 4
+        if offset + length > end:
+            raise InvalidRequestError(f"input '{tensor.name}': a BYTES element runs past its data")
+        try:
+            items.append(str(view[offset : offset + length], "utf-8"))
+        except UnicodeDecodeError as exc:
+            raise InvalidRequestError(
+                f"input '{tensor.name}': BYTES element {len(items)} is not UTF-8 text "
+                "(onnxruntime string tensors hold text)"
+            ) from exc
+        offset += length
+    if len(items) != count or offset != end:
+        raise InvalidRequestError(
+            f"input '{tensor.name}': binary_data_size {size} does not hold exactly "
+            f"{count} BYTES elements"
+        )
+    arr = np.empty(count, dtype=object)
+    arr[:] = items
+    return arr
+
+
+def pack_strings(flat: np.ndarray) -> bytes:
+    """Triton's BYTES serialization of a flat object array of str (or bytes)."""
+    parts: list[bytes] = []
+    for item in flat:
+        raw = item if isinstance(item, bytes) else str(item).encode("utf-8")
+        parts.append(struct.pack("<I", len(raw)))
+        parts.append(raw)
+    return b"".join(parts)
+
+
 @dataclass
 class DecodedInfer:
     request: InferRequest
@@ -105,7 +204,9 @@ class DecodedInfer:
     binary: dict[str, bool]
 
 
-def decode_infer(body: bytes, header_length: str | None, mv: ModelVersion) -> DecodedInfer:
+def decode_infer(
+    body: bytes, header_length: str | None, mv: ModelVersion, max_elements: int
+) -> DecodedInfer:
     """Parse an OIP infer request (JSON, or JSON + binary tensor data) for one model."""
     binary = b""
     if header_length is not None:
@@ -116,7 +217,9 @@ def decode_infer(body: bytes, header_length: str | None, mv: ModelVersion) -> De
         if not 0 <= split <= len(body):
             raise InvalidRequestError("Inference-Header-Content-Length is outside the body")
         body, binary = body[:split], body[split:]
+    check_json_values(body, max_elements)
     request = validate(InferRequest, load_json(body))
+    check_elements((math.prod(t.shape) for t in request.inputs), max_elements)
     feeds = _decode_inputs(request, binary, mv)
     wanted, flags = _wanted_outputs(request, mv)
     return DecodedInfer(request, feeds, wanted, flags)
@@ -167,6 +270,11 @@ def _tensor(
         return arr.reshape(tensor.shape), offset
     if not isinstance(size, int) or isinstance(size, bool) or size < 0:
         raise InvalidRequestError(f"input '{tensor.name}': bad binary_data_size")
+    if spec.datatype == "BYTES":
+        if offset + size > len(binary):
+            raise InvalidRequestError(f"input '{tensor.name}': binary data is shorter than stated")
+        arr = binary_strings(tensor, binary, offset, size, count)
+        return arr.reshape(tensor.shape), offset + size
     expected = count * spec.dtype.itemsize
     if size != expected:
         raise InvalidRequestError(
@@ -216,8 +324,9 @@ def encode_infer(
             "shape": list(arr.shape),
         }
         flat = np.ascontiguousarray(arr).reshape(-1)
+        strings = flat.dtype == object  # BYTES
         if binary[name]:
-            raw = flat.tobytes()
+            raw = pack_strings(flat) if strings else flat.tobytes()
             tensor["parameters"] = {"binary_data_size": len(raw)}
             blobs.append(raw)
         else:
@@ -227,7 +336,7 @@ def encode_infer(
     if request_id is not None:
         payload["id"] = request_id
     payload["outputs"] = tensors
-    header = orjson.dumps(payload, option=JSON_OPTIONS)
+    header = orjson.dumps(payload, option=JSON_OPTIONS, default=_json_default)
     if not blobs:
         return header, {}
     return header + b"".join(blobs), {"Inference-Header-Content-Length": str(len(header))}
@@ -288,10 +397,18 @@ def v1_response(outputs: Feeds, rows: bool) -> bytes:
                 raise InvalidRequestError(
                     "the model's outputs have no batch dimension: use 'inputs'"
                 )
-            count = len(next(iter(outputs.values())))
+            counts = {n: len(arr) for n, arr in outputs.items()}
+            if len(set(counts.values())) > 1:
+                rows_text = ", ".join(f"{n}: {c}" for n, c in counts.items())
+                raise InvalidRequestError(
+                    f"the model's outputs have different numbers of rows ({rows_text}), so "
+                    "they cannot be returned as 'predictions' per instance: send 'inputs' "
+                    "(columns) instead"
+                )
+            count = next(iter(counts.values()))
             body = {"predictions": [{n: outputs[n][i] for n in names} for i in range(count)]}
     elif len(outputs) == 1:
         body = {"outputs": next(iter(outputs.values()))}
     else:
         body = {"outputs": outputs}
-    return orjson.dumps(body, option=JSON_OPTIONS)
+    return orjson.dumps(body, option=JSON_OPTIONS, default=_json_default)

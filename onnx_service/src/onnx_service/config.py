@@ -1,7 +1,7 @@
 """Per-model configuration: ``<repository>/<model>/config.yaml``."""
 
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 import onnxruntime as ort
 import yaml
@@ -46,6 +46,37 @@ class VersionPolicy(BaseModel):
         return ordered[-(self.latest or 1) :]
 
 
+class TextConfig(BaseModel):
+    """Text in, vectors out: a tokenizer in front of a transformer graph, pooling after it.
+
+    The model then takes a BYTES input (one text per row) and answers an FP32 embedding per
+    row and the number of tokens each text took; the graph's own inputs (input_ids,
+    attention_mask, token_type_ids) are filled by the service. Tokenization runs per batch
+    (padded to the batch's longest text), so dynamic batching combines texts of any length.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokenizer: str = Field(
+        default="tokenizer.json", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+    )  # a Hugging Face tokenizers file in the version directory (else the model directory)
+    input: str = "text"
+    max_length: Annotated[int, Field(ge=1, le=65536)] = 512
+    truncation: bool = True
+    padding: Literal["longest", "max_length"] = "longest"
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize: bool = True
+    hidden_state: str | None = None  # graph output [batch, tokens, hidden]; default: the first
+    output: str = "embedding"
+    tokens_output: str = "tokens"
+
+    @model_validator(mode="after")
+    def _names(self) -> Self:
+        if len({self.input, self.output, self.tokens_output}) != 3:
+            raise ValueError("input, output and tokens_output must be different names")
+        return self
+
+
 class ModelConfig(BaseModel):
     """The keys of config.yaml. Every key is optional."""
 
@@ -59,6 +90,7 @@ class ModelConfig(BaseModel):
     intra_op_spinning: bool = False
     execution_providers: list[str] = Field(default_factory=lambda: ["CPUExecutionProvider"])
     version_policy: VersionPolicy = Field(default_factory=VersionPolicy)
+    text: TextConfig | None = None
 
     @model_validator(mode="after")
     def _check(self) -> Self:

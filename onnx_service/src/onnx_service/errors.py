@@ -35,6 +35,18 @@ class UnavailableError(ServiceError):
     status_code = 503
 
 
+class OverloadedError(ServiceError):
+    """As many inference requests as allowed are in flight already."""
+
+    status_code = 503
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"the service is handling its limit of {limit} inference requests "
+            "(max_inflight_requests); retry shortly"
+        )
+
+
 class BackendError(ServiceError):
     """onnxruntime failed on a request that passed validation."""
 

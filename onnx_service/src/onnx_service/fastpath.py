@@ -37,6 +37,7 @@ async def infer(
     *,
     repository: ModelRepository,
     limit: int,
+    max_elements: int,
     name: str,
     version: str | None,
     body: bytes,
@@ -50,7 +51,8 @@ async def infer(
 
     async def work() -> tuple[bytes, dict[str, str]]:
         raw = decompress(body, headers.get("content-encoding"), limit)
-        decoded = decode_infer(raw, headers.get("inference-header-content-length"), mv)
+        split = headers.get("inference-header-content-length")
+        decoded = decode_infer(raw, split, mv, max_elements)
         outputs = await mv.infer(decoded.feeds, decoded.wanted, mv.batch_size(decoded.feeds))
         return encode_infer(mv, decoded.request.id, outputs, decoded.binary)
 
@@ -78,6 +80,7 @@ class InferFastPath:
             content, extra = await infer(
                 repository=state.repository,
                 limit=state.settings.max_request_bytes,
+                max_elements=state.settings.max_request_elements,
                 name=match["model"],
                 version=match["version"],
                 body=body,

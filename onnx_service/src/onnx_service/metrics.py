@@ -111,6 +111,16 @@ class Metrics:
             ("model",),
             registry=self.registry,
         )
+        self.inflight = Gauge(
+            "onnx_service_inflight_requests",
+            "Inference requests being handled now (read, queued, run or answered).",
+            registry=self.registry,
+        )
+        self.overload_rejections = Counter(
+            "onnx_service_overload_rejections",
+            "Inference requests refused with 503 because max_inflight_requests were in flight.",
+            registry=self.registry,
+        )
         self.load_duration = Histogram(
             "onnx_service_model_load_duration_seconds",
             "Time to create an onnxruntime session for a model version.",

@@ -1,6 +1,7 @@
 """A loaded model version: its onnxruntime session, tensor specs and (optional) batcher."""
 
 import asyncio
+import logging
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -17,11 +18,20 @@ from onnxruntime.capi.onnxruntime_pybind11_state import InvalidArgument
 
 from onnx_service.config import ModelConfig
 from onnx_service.dtypes import DATATYPE_TO_NUMPY, ORT_TO_DATATYPE
-from onnx_service.errors import BackendError, InvalidRequestError, LoadError, UnavailableError
+from onnx_service.errors import (
+    BackendError,
+    InvalidRequestError,
+    LoadError,
+    ServiceError,
+    UnavailableError,
+)
 from onnx_service.metrics import VersionMetrics
+from onnx_service.text import TextPipeline, tokenizer_file
 
 Feeds = dict[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
+
+log = logging.getLogger("onnx_service.model")
 
 
 @dataclass(frozen=True)
@@ -45,11 +55,18 @@ def _spec(arg: Any, kind: str) -> TensorSpec:
     return TensorSpec(arg.name, datatype, shape, DATATYPE_TO_NUMPY[datatype])
 
 
-def _ort_error(exc: Exception) -> Exception:
-    """onnxruntime's InvalidArgument is the caller's fault; anything else is the backend's."""
+def _ort_error(exc: Exception, name: str, version: int) -> Exception:
+    """onnxruntime's InvalidArgument is the caller's fault; anything else is the backend's.
+
+    A backend failure's text stays in the log: a 500 answer never carries exception text.
+    """
     if isinstance(exc, InvalidArgument):
         return InvalidRequestError(f"onnxruntime rejected the inputs: {exc}")
-    return BackendError(f"inference failed: {exc}")
+    log.error("model %s version %s: onnxruntime failed: %s", name, version, exc)
+    return BackendError(
+        f"inference failed in onnxruntime (model '{name}' version {version}; "
+        "the reason is in the service log)"
+    )
 
 
 class ModelVersion:
@@ -66,6 +83,7 @@ class ModelVersion:
         metrics: VersionMetrics,
         executor: Executor,
         inline_s: float = 0.0,
+        text: TextPipeline | None = None,
     ) -> None:
         self.name = name
         self.version = version
@@ -78,8 +96,17 @@ class ModelVersion:
         # for tiny models the thread hop costs more than session.run itself.
         self._inline_s = inline_s
         self._row_cost_s = math.inf  # moving average of compute seconds per row
-        self.inputs = [_spec(a, "input") for a in session.get_inputs()]
-        self.outputs = [_spec(a, "output") for a in session.get_outputs()]
+        self.text = text
+        if text is None:
+            self.inputs = [_spec(a, "input") for a in session.get_inputs()]
+            self.outputs = [_spec(a, "output") for a in session.get_outputs()]
+        else:  # what clients see of a text model: texts in, embeddings and token counts out
+            cfg = text.config
+            self.inputs = [TensorSpec(cfg.input, "BYTES", (-1,), DATATYPE_TO_NUMPY["BYTES"])]
+            self.outputs = [
+                TensorSpec(cfg.output, "FP32", (-1, text.width), DATATYPE_TO_NUMPY["FP32"]),
+                TensorSpec(cfg.tokens_output, "INT64", (-1,), DATATYPE_TO_NUMPY["INT64"]),
+            ]
         self.input_map = {s.name: s for s in self.inputs}
         self.output_map = {s.name: s for s in self.outputs}
         self.output_names = [s.name for s in self.outputs]
@@ -122,6 +149,11 @@ class ModelVersion:
             )
         except Exception as exc:  # onnxruntime raises several unrelated types
             raise LoadError(f"onnxruntime cannot load {path.name}: {exc}") from exc
+        text = (
+            TextPipeline(config.text, tokenizer_file(path, config.text), session)
+            if config.text is not None
+            else None
+        )
         return cls(
             name=name,
             version=version,
@@ -131,6 +163,7 @@ class ModelVersion:
             metrics=metrics,
             executor=executor,
             inline_s=inline_s,
+            text=text,
         )
 
     # --- life cycle -------------------------------------------------------------------------
@@ -216,15 +249,25 @@ class ModelVersion:
             raise UnavailableError(f"model '{self.name}' version {self.version} was unloaded")
         return session
 
+    def _run_graph(self, wanted: list[str], feeds: Feeds) -> list[np.ndarray]:
+        """session.run, or the tokenize-run-pool pipeline of a text model."""
+        session = self._session_or_fail()
+        if self.text is None:
+            return list(session.run(wanted, feeds))
+        outputs = self.text.run(session, feeds[self.text.config.input])
+        return [outputs[name] for name in wanted]
+
     def _run_single(self, feeds: Feeds, wanted: list[str], rows: int, queued: float) -> Outputs:
         m = self.metrics
         start = perf_counter()
         m.pending.dec()
         m.queue_duration.observe(start - queued)
         try:
-            results = self._session_or_fail().run(wanted, feeds)
+            results = self._run_graph(wanted, feeds)
+        except ServiceError:
+            raise
         except Exception as exc:
-            raise _ort_error(exc) from exc
+            raise _ort_error(exc, self.name, self.version) from exc
         elapsed = perf_counter() - start
         self.record_compute(elapsed, rows)
         m.compute_duration.observe(elapsed)
@@ -232,13 +275,36 @@ class ModelVersion:
         m.inference_count.inc(rows)
         return dict(zip(wanted, results, strict=True))
 
-    def _run_batch(self, batch: Sequence["_Pending"]) -> list[Outputs]:
-        """Concatenate, run once, split back (runs in a worker thread)."""
+    def _run_batch(self, batch: Sequence["_Pending"]) -> list[Outputs | ServiceError]:
+        """Run a formed batch (in a worker thread): one result or error per request."""
         m = self.metrics
         start = perf_counter()
         m.pending.dec(len(batch))
         for item in batch:
             m.queue_duration.observe(start - item.queued)
+        return self._isolate(batch)
+
+    def _isolate(self, batch: Sequence["_Pending"]) -> list[Outputs | ServiceError]:
+        """Run ``batch``; when it fails, bisect it so that only the failing requests fail.
+
+        One request that onnxruntime rejects (an index out of range, say) must not fail the
+        requests that happened to be batched with it: the halves run again, down to single
+        requests, so a batch of n with one bad request costs about 2·log2(n) extra runs.
+        """
+        try:
+            return list(self._execute(batch))
+        except UnavailableError as exc:  # the session is gone: nothing to retry
+            return [exc] * len(batch)
+        except ServiceError as exc:
+            if len(batch) == 1:
+                return [exc]
+            half = len(batch) // 2
+            return self._isolate(batch[:half]) + self._isolate(batch[half:])
+
+    def _execute(self, batch: Sequence["_Pending"]) -> list[Outputs]:
+        """Concatenate, run once, split back."""
+        m = self.metrics
+        start = perf_counter()
         if len(batch) == 1:
             feeds = batch[0].feeds
         else:
@@ -248,9 +314,11 @@ class ModelVersion:
             }
         total = sum(item.rows for item in batch)
         try:
-            results = self._session_or_fail().run(self.output_names, feeds)
+            results = self._run_graph(self.output_names, feeds)
+        except ServiceError:
+            raise
         except Exception as exc:
-            raise _ort_error(exc) from exc
+            raise _ort_error(exc, self.name, self.version) from exc
         elapsed = perf_counter() - start
         self.record_compute(elapsed, total)
         m.exec_count.inc()
@@ -294,7 +362,7 @@ class DynamicBatcher:
     def __init__(
         self,
         *,
-        run: Callable[[Sequence[_Pending]], list[Outputs]],
+        run: Callable[[Sequence[_Pending]], list[Outputs | ServiceError]],
         max_batch_size: int,
         max_delay_s: float,
         executor: Executor,
@@ -359,16 +427,24 @@ class DynamicBatcher:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
             batch = self._take()
+            results: list[Outputs | ServiceError] | Exception
             try:
                 if self._inline(sum(item.rows for item in batch)):
                     results = self._run(batch)
                 else:
                     results = await loop.run_in_executor(self._executor, self._run, batch)
             except Exception as exc:  # forwarded to every request of the batch
-                for item in batch:
-                    if not item.future.done():
-                        item.future.set_exception(exc)
-                continue
-            for item, result in zip(batch, results, strict=True):
-                if not item.future.done():
-                    item.future.set_result(result)
+                results = exc
+            _deliver(batch, results)
+
+
+def _deliver(batch: Sequence[_Pending], results: list[Outputs | ServiceError] | Exception) -> None:
+    """Hand each waiting request its outputs or its error."""
+    for i, item in enumerate(batch):
+        if item.future.done():  # the client went away
+            continue
+        result = results if isinstance(results, Exception) else results[i]
+        if isinstance(result, Exception):
+            item.future.set_exception(result)
+        else:
+            item.future.set_result(result)

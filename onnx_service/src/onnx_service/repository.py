@@ -17,6 +17,7 @@ from onnx_service.config import ModelConfig, read_config
 from onnx_service.errors import LoadError, NotFoundError, UnavailableError
 from onnx_service.metrics import Metrics
 from onnx_service.model import ModelVersion
+from onnx_service.text import tokenizer_file
 
 log = logging.getLogger("onnx_service.repository")
 
@@ -118,6 +119,11 @@ class ModelRepository:
     def entry(self, name: str) -> ModelEntry:
         entry = self._entries.get(name)
         if entry is None:
+            if not self.ready:
+                raise UnavailableError(
+                    f"model '{name}' is not loaded yet: the service is still loading its "
+                    "model repository"
+                )
             raise NotFoundError(f"unknown model '{name}'")
         return entry
 
@@ -223,7 +229,10 @@ class ModelRepository:
     ) -> ModelVersion:
         """The serving version if nothing changed on disk, else a freshly loaded one."""
         try:
-            fingerprint = (_file_fingerprint(path), config.model_dump_json())
+            files = [path]
+            if config.text is not None:  # a new tokenizer is a new version too
+                files.append(tokenizer_file(path, config.text))
+            fingerprint = (tuple(map(_file_fingerprint, files)), config.model_dump_json())
         except OSError as exc:
             raise LoadError(f"cannot read {path}: {exc}") from exc
         current = entry.serving.get(version)

@@ -2,7 +2,14 @@
 
 from fastapi import APIRouter, Request, Response
 
-from onnx_service.codec import decompress, load_json, v1_feeds, v1_response
+from onnx_service.codec import (
+    check_elements,
+    check_json_values,
+    decompress,
+    load_json,
+    v1_feeds,
+    v1_response,
+)
 from onnx_service.deps import Repository, counted, errors, json_body
 from onnx_service.schemas import ModelReady, V1ModelList, V1PredictRequest, V1PredictResponse
 
@@ -16,6 +23,8 @@ async def list_models(repository: Repository) -> V1ModelList:
 
 @router.get("/models/{model_name}", response_model=ModelReady, responses=errors(404))
 async def model_status(model_name: str, repository: Repository) -> ModelReady:
+    if not repository.ready and model_name not in repository.names():  # still loading
+        return ModelReady(name=model_name, ready=False)
     return ModelReady(name=model_name, ready=bool(repository.entry(model_name).serving))
 
 
@@ -28,11 +37,14 @@ async def model_status(model_name: str, repository: Repository) -> ModelReady:
 async def predict(model_name: str, request: Request, repository: Repository) -> Response:
     body = await request.body()
     mv = repository.get(model_name)  # counted in flight (below) without an await in between
-    limit: int = request.app.state.settings.max_request_bytes
+    settings = request.app.state.settings
     encoding = request.headers.get("content-encoding")
 
     async def work() -> Response:
-        feeds, rows = v1_feeds(load_json(decompress(body, encoding, limit)), mv)
+        raw = decompress(body, encoding, settings.max_request_bytes)
+        check_json_values(raw, settings.max_request_elements)
+        feeds, rows = v1_feeds(load_json(raw), mv)
+        check_elements((arr.size for arr in feeds.values()), settings.max_request_elements)
         outputs = await mv.infer(feeds, mv.output_names, mv.batch_size(feeds))
         return Response(v1_response(outputs, rows), media_type="application/json")
 

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from onnx_service import __version__
 from onnx_service.codec import load_json, validate
 from onnx_service.deps import Repository, errors, json_body, parse_version
+from onnx_service.dtypes import CONFIG_TYPE
 from onnx_service.errors import LoadError, NotFoundError, ServiceError
 from onnx_service.model import ModelVersion
 from onnx_service.repository import ModelRepository
@@ -92,6 +93,8 @@ async def model_version_metadata(
 
 
 def _ready(repository: ModelRepository, name: str, version: int | None) -> JSONResponse:
+    if not repository.ready and name not in repository.names():  # still loading at start-up
+        return JSONResponse({"name": name, "ready": False}, status_code=503)
     entry = repository.entry(name)
     if version is not None and version not in entry.serving and version not in entry.statuses:
         raise NotFoundError(f"unknown version {version} of model '{name}'")
@@ -127,7 +130,11 @@ def _config(mv: ModelVersion) -> ModelConfigResponse:
 
     def tensors(specs: list[Any]) -> list[dict[str, Any]]:
         return [
-            {"name": s.name, "data_type": f"TYPE_{s.datatype}", "dims": list(s.shape[batch_dims:])}
+            {
+                "name": s.name,
+                "data_type": CONFIG_TYPE[s.datatype],
+                "dims": list(s.shape[batch_dims:]),
+            }
             for s in specs
         ]
 

@@ -3,8 +3,16 @@
 
 Docker's restart policies act on exits only; a container whose healthcheck fails keeps running.
 This service polls the Docker API (the engine's unix socket; no container gets the socket),
-restarts every labelled container that turned unhealthy (at most once per cool-down), and writes
-the containers' state as a node_exporter textfile so that Prometheus sees restarts and health:
+restarts every labelled container that turned unhealthy, and writes the containers' state as a
+node_exporter textfile so that Prometheus sees restarts and health.
+
+Restarts back off exponentially: after a restart a container gets the cool-down to recover, and
+each further restart without it turning healthy in between doubles that wait, up to a cap
+(cool-down 60 s: 60, 120, 240, ... up to --backoff-max). A container that turns healthy starts
+over. This state (and the restart counts) is kept in --state-file, so a restart of this service
+(or of the host) does not reset the back-off into a restart loop.
+
+Metrics:
 
     edgeai_container_running{name,role}         1 while running
     edgeai_container_unhealthy{name,role}       1 while the healthcheck fails
@@ -91,6 +99,15 @@ class ContainerState:
     running: bool
     unhealthy: bool
     restart_count: int
+    healthy: bool = False
+
+
+@dataclass
+class Backoff:
+    """Restarts of one container since it was last seen healthy."""
+
+    streak: int = 0
+    last_restart: float = 0.0
 
 
 @dataclass
@@ -100,9 +117,47 @@ class Autoheal:
     cooldown: float
     stop_timeout: int
     textfile_dir: Path | None
-    clock: Any = time.monotonic
-    last_restart: dict[str, float] = field(default_factory=dict)
+    backoff_max: float = 900.0
+    state_file: Path | None = None
+    clock: Any = time.time  # wall clock: the stamps are kept across restarts of this service
+    backoff: dict[str, Backoff] = field(default_factory=dict)
     restarts: dict[tuple[str, str], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.load_state()
+
+    def wait_for(self, streak: int) -> float:
+        """Seconds a container must be left alone after its ``streak``-th restart in a row."""
+        return min(self.cooldown * 2 ** max(streak - 1, 0), self.backoff_max)
+
+    def load_state(self) -> None:
+        if self.state_file is None or not self.state_file.exists():
+            return
+        try:
+            data = json.loads(self.state_file.read_text())
+            self.backoff = {
+                name: Backoff(int(b["streak"]), float(b["last_restart"]))
+                for name, b in data["backoff"].items()
+            }
+            self.restarts = {(r["name"], r["role"]): int(r["count"]) for r in data["restarts"]}
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            LOG.warning("ignoring unreadable state %s: %s", self.state_file, error)
+            self.backoff, self.restarts = {}, {}
+
+    def save_state(self) -> None:
+        if self.state_file is None:
+            return
+        data = {
+            "backoff": {
+                name: {"streak": b.streak, "last_restart": b.last_restart}
+                for name, b in sorted(self.backoff.items())
+            },
+            "restarts": [
+                {"name": name, "role": role, "count": count}
+                for (name, role), count in sorted(self.restarts.items())
+            ],
+        }
+        _write_atomic(self.state_file, json.dumps(data, indent=1) + "\n", 0o600)
 
     def states(self) -> list[ContainerState]:
         result = []
@@ -122,31 +177,49 @@ class Autoheal:
                     running=bool(state.get("Running")),
                     unhealthy=health == "unhealthy",
                     restart_count=int(info.get("RestartCount", 0)),
+                    healthy=health == "healthy",
                 )
             )
         return sorted(result, key=lambda s: s.name)
 
     def heal(self, states: list[ContainerState]) -> list[str]:
-        """Restart the unhealthy running containers outside their cool-down; returns their names."""
+        """Restart the unhealthy running containers whose back-off has run out; returns their
+        names. A healthy container's back-off starts over."""
         restarted = []
         now = self.clock()
+        changed = False
         for state in states:
+            backoff = self.backoff.get(state.name)
+            if state.healthy and backoff is not None and backoff.streak:
+                LOG.info("%s is healthy again after %d restart(s)", state.name, backoff.streak)
+                del self.backoff[state.name]
+                changed = True
             if not (state.running and state.unhealthy):
                 continue
-            last = self.last_restart.get(state.name)
-            if last is not None and now - last < self.cooldown:
-                LOG.info("%s is unhealthy; restarted %.0f s ago, waiting", state.name, now - last)
-                continue
+            if backoff is not None and backoff.streak:
+                wait = self.wait_for(backoff.streak)
+                waited = now - backoff.last_restart
+                if 0 <= waited < wait:
+                    LOG.info(
+                        "%s is unhealthy; restarted %d time(s) in a row, the last %.0f s ago: "
+                        "waiting %.0f s",
+                        state.name, backoff.streak, waited, wait,
+                    )  # fmt: skip
+                    continue
             LOG.warning("%s is unhealthy: restarting it", state.name)
             try:
                 self.docker.restart(state.name, self.stop_timeout)
             except DockerError as error:
                 LOG.error("restarting %s failed: %s", state.name, error)
                 continue
-            self.last_restart[state.name] = now
+            streak = backoff.streak if backoff is not None else 0
+            self.backoff[state.name] = Backoff(streak + 1, now)
             key = (state.name, state.role)
             self.restarts[key] = self.restarts.get(key, 0) + 1
             restarted.append(state.name)
+            changed = True
+        if changed:
+            self.save_state()
         return restarted
 
     def metrics(self, states: list[ContainerState]) -> str:
@@ -178,16 +251,7 @@ class Autoheal:
         if self.textfile_dir is None:
             return
         # Atomic: node_exporter must never read a half-written file.
-        fd, name = tempfile.mkstemp(dir=self.textfile_dir, prefix=".edgeai_containers.")
-        tmp = Path(name)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(text)
-            tmp.chmod(0o644)
-            tmp.replace(self.textfile_dir / METRICS_FILE)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _write_atomic(self.textfile_dir / METRICS_FILE, text, 0o644)
 
     def run_once(self) -> list[str]:
         states = self.states()
@@ -196,6 +260,20 @@ class Autoheal:
             states = self.states()
         self.write_metrics(self.metrics(states))
         return restarted
+
+
+def _write_atomic(path: Path, text: str, mode: int) -> None:
+    """Replace ``path`` in one rename: a reader sees the old or the new file, never a part."""
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        tmp.chmod(mode)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _escape(value: str) -> str:
@@ -207,7 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--socket", default="/var/run/docker.sock")
     parser.add_argument("--label", default="org.edgeai.appliance=true")
     parser.add_argument("--interval", type=float, default=5.0)
-    parser.add_argument("--cooldown", type=float, default=60.0)
+    parser.add_argument(
+        "--cooldown", type=float, default=60.0, help="seconds after a restart (the base wait)"
+    )
+    parser.add_argument(
+        "--backoff-max", type=float, default=900.0, help="cap of the doubling wait (seconds)"
+    )
+    parser.add_argument(
+        "--state-file", type=Path, default=None, help="back-off state kept across restarts"
+    )
     parser.add_argument("--stop-timeout", type=int, default=10)
     parser.add_argument("--textfile-dir", type=Path, default=None)
     parser.add_argument("--once", action="store_true", help="one pass, then exit")
@@ -219,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         cooldown=args.cooldown,
         stop_timeout=args.stop_timeout,
         textfile_dir=args.textfile_dir,
+        backoff_max=max(args.backoff_max, args.cooldown),
+        state_file=args.state_file,
     )
     running = True
 

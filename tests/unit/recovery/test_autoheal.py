@@ -230,3 +230,97 @@ def test_engine_errors_are_reported(engine: tuple[FakeEngine, str]) -> None:
     client = autoheal.DockerClient(sock, timeout=5)
     with pytest.raises(autoheal.DockerError, match="HTTP 404"):
         client.restart("nope", 5)
+
+
+def _unhealthy_again(fake: FakeEngine, name: str) -> None:
+    fake.containers[name]["State"]["Health"]["Status"] = "unhealthy"
+
+
+def test_restarts_back_off_exponentially_up_to_the_cap(
+    engine: tuple[FakeEngine, str], tmp_path: Path
+) -> None:
+    fake, sock = engine
+    fake.add("onnx-service", "onnx_service", health="unhealthy")
+    clock = [1000.0]
+    service = _service(sock, tmp_path, clock)
+    service.backoff_max = 200
+    restarts_at = []
+    for second in range(1000, 1800):  # a container that never recovers, polled every second
+        clock[0] = float(second)
+        _unhealthy_again(fake, "onnx-service")
+        if service.run_once():
+            restarts_at.append(second)
+    # waits of 60, 120, then the 200 s cap
+    assert restarts_at == [1000, 1060, 1180, 1380, 1580, 1780]
+
+
+def test_a_healthy_container_starts_its_back_off_over(
+    engine: tuple[FakeEngine, str], tmp_path: Path
+) -> None:
+    fake, sock = engine
+    fake.add("onnx-service", "onnx_service", health="unhealthy")
+    clock = [0.0]
+    service = _service(sock, tmp_path, clock)
+    assert service.run_once() == ["onnx-service"]
+    clock[0] = 60.0
+    _unhealthy_again(fake, "onnx-service")
+    assert service.run_once() == ["onnx-service"]  # second in a row: the next wait is 120 s
+    clock[0] = 100.0
+    fake.containers["onnx-service"]["State"]["Health"]["Status"] = "healthy"
+    service.run_once()
+    clock[0] = 170.0  # 110 s after the last restart: within 120, but it was healthy in between
+    _unhealthy_again(fake, "onnx-service")
+    assert service.run_once() == ["onnx-service"]
+
+
+def test_back_off_and_counts_survive_a_restart_of_autoheal(
+    engine: tuple[FakeEngine, str], tmp_path: Path
+) -> None:
+    fake, sock = engine
+    fake.add("onnx-service", "onnx_service", health="unhealthy")
+    state = tmp_path / "state" / "autoheal.json"
+    state.parent.mkdir()
+    clock = [100.0]
+    first = _service(sock, tmp_path, clock)
+    first.state_file = state
+    assert first.run_once() == ["onnx-service"]
+    assert state.stat().st_mode & 0o777 == 0o600
+
+    # edgeai-autoheal restarts (a crash, an upgrade, a reboot): the same state file
+    clock[0] = 130.0
+    _unhealthy_again(fake, "onnx-service")
+    second = autoheal.Autoheal(
+        docker=autoheal.DockerClient(sock, timeout=5),
+        label="org.edgeai.appliance=true",
+        cooldown=60,
+        stop_timeout=7,
+        textfile_dir=tmp_path,
+        state_file=state,
+        clock=lambda: clock[0],
+    )
+    assert second.run_once() == []  # still within the cool-down of the restart before
+    clock[0] = 161.0
+    assert second.run_once() == ["onnx-service"]
+    text = (tmp_path / "edgeai_containers.prom").read_text()
+    assert 'edgeai_autoheal_restarts_total{name="onnx-service",role="onnx_service"} 2' in text
+    assert second.wait_for(second.backoff["onnx-service"].streak) == 120
+
+
+def test_an_unreadable_state_file_starts_over(
+    engine: tuple[FakeEngine, str], tmp_path: Path
+) -> None:
+    fake, sock = engine
+    fake.add("onnx-service", "onnx_service", health="unhealthy")
+    state = tmp_path / "autoheal.json"
+    state.write_text("{not json")
+    service = autoheal.Autoheal(
+        docker=autoheal.DockerClient(sock, timeout=5),
+        label="org.edgeai.appliance=true",
+        cooldown=60,
+        stop_timeout=7,
+        textfile_dir=None,
+        state_file=state,
+        clock=lambda: 0.0,
+    )
+    assert service.run_once() == ["onnx-service"]
+    assert json.loads(state.read_text())["backoff"]["onnx-service"]["streak"] == 1
