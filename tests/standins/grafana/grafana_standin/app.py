@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -34,6 +36,7 @@ from .provisioning import (
 )
 
 VERSION = "12.2.1-standin"
+log = logging.getLogger("grafana_standin")
 STANDIN_HEADER = (b"x-standin", b"grafana")
 
 
@@ -54,6 +57,36 @@ def _env_or_file(name: str) -> str:
     return os.environ.get(name, "")
 
 
+def _env_bool(name: str) -> bool:
+    return os.environ.get(name, "false").strip().lower() in {"1", "true", "yes", "on"}
+
+
+LOGIN_ATTEMPTS_WINDOW = 300.0  # seconds (loginattemptimpl: loginAttemptsWindow = 5 minutes)
+
+
+class LoginAttempts:
+    """Grafana's brute-force login protection for a user name
+    (pkg/services/loginattempt/loginattemptimpl/login_attempt.go ``Add``/``Validate``, used by
+    pkg/services/authn/clients/password.go ``AuthenticatePassword``): a wrong password for an
+    existing user is recorded (the name lower-cased); with ``max_attempts`` of them in the last
+    5 minutes every login of that user is refused, the right password too, until they age out.
+    A name that is no user is not recorded."""
+
+    def __init__(self, max_attempts: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.failed: dict[str, list[float]] = {}
+
+    def add(self, username: str) -> None:
+        self.failed.setdefault(username.lower(), []).append(self.clock())
+
+    def validate(self, username: str) -> bool:
+        since = self.clock() - LOGIN_ATTEMPTS_WINDOW
+        recent = [t for t in self.failed.get(username.lower(), []) if t > since]
+        self.failed[username.lower()] = recent
+        return len(recent) < self.max_attempts
+
+
 @dataclass(frozen=True)
 class Settings:
     """Read from the environment with Grafana's names."""
@@ -66,6 +99,10 @@ class Settings:
     admin_user: str
     password_file: Path | None
     password: str
+    # [security] brute-force login protection, as Grafana 12 reads it (pkg/setting)
+    lockout_disabled: bool = False
+    lockout_max_attempts: int = 5
+    plugins_preinstall_disabled: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,6 +120,11 @@ class Settings:
             admin_user=os.environ.get("GF_SECURITY_ADMIN_USER", "admin"),
             password_file=Path(file) if file else None,
             password=os.environ.get("GF_SECURITY_ADMIN_PASSWORD", ""),
+            lockout_disabled=_env_bool("GF_SECURITY_DISABLE_BRUTE_FORCE_LOGIN_PROTECTION"),
+            lockout_max_attempts=max(
+                1, int(os.environ.get("GF_SECURITY_BRUTE_FORCE_LOGIN_PROTECTION_MAX_ATTEMPTS", "5"))
+            ),
+            plugins_preinstall_disabled=_env_bool("GF_PLUGINS_PREINSTALL_DISABLED"),
         )
         settings.admin_password()
         return settings
@@ -129,6 +171,7 @@ class State:
     registry: CollectorRegistry
     requests: Histogram
     dashboards_total: Gauge
+    attempts: LoginAttempts
 
     def catalog(self) -> Catalog:
         """Dashboard files are scanned per request (Grafana polls them; changes show at once)."""
@@ -150,12 +193,24 @@ def signed_in(request: Request, state: Annotated[State, Depends(get_state)]) -> 
         user, _, password = base64.b64decode(header[6:]).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise StandinError(401, "Unauthorized") from None
+    check_password(state, user, password)
+    return user
+
+
+def check_password(state: State, user: str, password: str) -> None:
+    """Grafana's password login for the one user the stand-in has (the admin)."""
+    if not state.settings.lockout_disabled and not state.attempts.validate(user):
+        # errLoginAttemptBlocked: the same public message as a wrong password
+        raise StandinError(401, "Invalid username or password")
     expected = state.settings.admin_password()
-    ok_user = secrets.compare_digest(user.encode(), state.settings.admin_user.encode())
+    ok_user = secrets.compare_digest(
+        user.lower().encode(), state.settings.admin_user.lower().encode()
+    )
     ok_password = secrets.compare_digest(password.encode(), expected.encode())
+    if ok_user and not ok_password and not state.settings.lockout_disabled:
+        state.attempts.add(user)
     if not (ok_user and ok_password):
         raise StandinError(401, "Invalid username or password")
-    return user
 
 
 public = APIRouter()
@@ -294,7 +349,7 @@ def dashboard(uid: str, state: Annotated[State, Depends(get_state)]) -> dict[str
     raise StandinError(404, "Dashboard not found")
 
 
-def create_app(settings: Settings) -> ASGIApp:
+def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> ASGIApp:
     """Provisioning errors stop the start, as they stop Grafana's."""
     registry = CollectorRegistry()
     build = Gauge(
@@ -326,7 +381,15 @@ def create_app(settings: Settings) -> ASGIApp:
     load_providers(settings.provisioning)
 
     app = FastAPI(title="Grafana stand-in", version=VERSION, docs_url=None, redoc_url=None)
-    app.state.grafana = State(settings, provisioned, registry, requests, dashboards_total)
+    if not settings.plugins_preinstall_disabled:
+        # Grafana 12 would download its preinstalled plugins from grafana.com now (and fail
+        # air-gapped); the stand-in has no plugins and says so
+        log.warning(
+            "plugins preinstall is enabled (GF_PLUGINS_PREINSTALL_DISABLED is not true): Grafana "
+            "would install plugins from grafana.com at this start; the stand-in installs none"
+        )
+    attempts = LoginAttempts(settings.lockout_max_attempts, clock)
+    app.state.grafana = State(settings, provisioned, registry, requests, dashboards_total, attempts)
     app.include_router(public)
     app.include_router(api)
 

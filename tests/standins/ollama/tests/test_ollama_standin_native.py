@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -299,3 +302,36 @@ def test_catalog_names_parse() -> None:
     assert ModelName.parse("llama3").display == "llama3:latest"
     assert ModelName.parse("registry.ollama.ai/library/llama3:8b").display == "llama3:8b"
     assert ModelName.parse("host:5000/ns/m:t").display == "host:5000/ns/m:t"
+
+
+def test_serve_writes_its_key_under_home_and_exits_when_it_cannot(tmp_path: Path) -> None:
+    """cmd/cmd.go RunServer -> initializeKeypair: $HOME/.ollama/id_ed25519 first; a HOME that
+    cannot hold it (a read-only root) stops the server with an error (the role points HOME at
+    the volume when it sets a user)."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OLLAMA_HOST": "127.0.0.1:1",
+        "OLLAMA_MODELS": str(tmp_path / "models"),
+        "HOME": "/proc",
+    }
+    failed = subprocess.run(
+        [sys.executable, "-m", "ollama_standin"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert failed.returncode == 1
+    assert "Error: could not create directory mkdir /proc/.ollama" in failed.stderr
+    home = tmp_path / "home"
+    home.mkdir()
+    from ollama_standin.__main__ import initialize_keypair  # noqa: PLC0415
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        initialize_keypair()
+    key = home / ".ollama/id_ed25519"
+    assert key.is_file()
+    assert key.stat().st_mode & 0o777 == 0o600
