@@ -323,7 +323,7 @@ def test_concurrent_streams_per_key_are_limited(multi: Gateway, ca: Path, lab: L
         conn.close()
 
 
-def test_load_is_spread_and_fails_over(multi: Gateway, ca: Path, lab: Lab) -> None:
+def test_load_is_spread_over_the_pool(multi: Gateway, ca: Path, lab: Lab) -> None:
     pool = ("ollama-a", "ollama-b", "ollama-peer")
     for n in pool:
         lab.upstreams[n].reset()
