@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
 import logging
 import os
 import secrets
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -25,6 +27,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import front
 from .provisioning import (
     Catalog,
     Dashboard,
@@ -172,6 +175,7 @@ class State:
     requests: Histogram
     dashboards_total: Gauge
     attempts: LoginAttempts
+    sessions: front.Sessions
 
     def catalog(self) -> Catalog:
         """Dashboard files are scanned per request (Grafana polls them; changes show at once)."""
@@ -349,6 +353,115 @@ def dashboard(uid: str, state: Annotated[State, Depends(get_state)]) -> dict[str
     raise StandinError(404, "Dashboard not found")
 
 
+pages = APIRouter()
+
+
+def viewer(request: Request, state: State) -> str | None:
+    """The logged-in user: a session cookie, or basic auth as the API takes it."""
+    user = state.sessions.user(request.cookies.get(front.COOKIE))
+    if user is not None:
+        return user
+    if request.headers.get("authorization", "").lower().startswith("basic "):
+        return signed_in(request, state)
+    return None
+
+
+def _base(state: State) -> str:
+    return state.settings.sub_path
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_form(state: Annotated[State, Depends(get_state)]) -> str:
+    return front.login_page(_base(state))
+
+
+@pages.post("/login")
+async def login(request: Request, state: Annotated[State, Depends(get_state)]) -> Response:
+    """Grafana's login: JSON {user, password} (its API) or the form of the login page."""
+    base = _base(state)
+    as_json = request.headers.get("content-type", "").startswith("application/json")
+    if as_json:
+        body = await request.json()
+    else:
+        body = dict(urllib.parse.parse_qsl((await request.body()).decode()))
+    user, password = str(body.get("user", "")), str(body.get("password", ""))
+    try:
+        check_password(state, user, password)
+    except StandinError as exc:
+        if as_json:
+            return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return HTMLResponse(front.login_page(base, exc.message), status_code=exc.status)
+    token = state.sessions.open(user)
+    target = f"{base}/"
+    answer: Response = (
+        JSONResponse({"message": "Logged in", "redirectUrl": target})
+        if as_json
+        else RedirectResponse(target, status_code=302)
+    )
+    answer.set_cookie(
+        front.COOKIE,
+        token,
+        path=target,
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.root_url.startswith("https://"),
+    )
+    return answer
+
+
+@pages.get("/", response_class=HTMLResponse)
+def home(request: Request, state: Annotated[State, Depends(get_state)]) -> Response:
+    base = _base(state)
+    if viewer(request, state) is None:
+        return RedirectResponse(f"{base}/login", status_code=302)
+    catalog = state.catalog()
+    groups: dict[str, list[Dashboard]] = {}
+    for d in sorted(catalog.dashboards, key=lambda d: d.title.lower()):
+        groups.setdefault(d.folder.title if d.folder else "General", []).append(d)
+    body = ["<h1>Dashboards</h1>"]
+    for folder in sorted(groups):
+        links = "".join(
+            f"<li><a class='dashboard' href='{base}/d/{html.escape(d.uid)}/{html.escape(d.slug)}'>"
+            f"{html.escape(d.title)}</a></li>"
+            for d in groups[folder]
+        )
+        body.append(f"<h2 class='folder'>{html.escape(folder)}</h2><ul>{links}</ul>")
+    return HTMLResponse(front.page("Dashboards", "".join(body)))
+
+
+@pages.get("/d/{uid}", response_class=HTMLResponse)
+@pages.get("/d/{uid}/{slug}", response_class=HTMLResponse)
+def dashboard_html(
+    uid: str, request: Request, state: Annotated[State, Depends(get_state)], slug: str = ""
+) -> Response:
+    base = _base(state)
+    if viewer(request, state) is None:
+        return RedirectResponse(f"{base}/login", status_code=302)
+    for d in state.catalog().dashboards:
+        if d.uid == uid:
+            return HTMLResponse(front.dashboard_page(base, d.uid, d.title, d.model))
+    raise StandinError(404, "Dashboard not found")
+
+
+@pages.get("/render/panel/{uid}/{panel_id}.png")
+def panel_png(
+    uid: str, panel_id: int, request: Request, state: Annotated[State, Depends(get_state)]
+) -> Response:
+    if viewer(request, state) is None:
+        raise StandinError(401, "Unauthorized")
+    source = next((d for d in state.datasources if d.is_default), None)
+    if source is None or source.type != "prometheus":
+        raise StandinError(404, "Data source not found")
+    for d in state.catalog().dashboards:
+        if d.uid != uid:
+            continue
+        for panel in front.panels_in_order(d.model):
+            if panel.get("id") == panel_id and panel.get("type") != "row":
+                png, count = front.render_panel(panel, source.url, time.time())
+                return Response(png, media_type="image/png", headers={"X-Panel-Series": str(count)})
+    raise StandinError(404, "Panel not found")
+
+
 def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> ASGIApp:
     """Provisioning errors stop the start, as they stop Grafana's."""
     registry = CollectorRegistry()
@@ -389,9 +502,12 @@ def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) 
             "would install plugins from grafana.com at this start; the stand-in installs none"
         )
     attempts = LoginAttempts(settings.lockout_max_attempts, clock)
-    app.state.grafana = State(settings, provisioned, registry, requests, dashboards_total, attempts)
+    app.state.grafana = State(
+        settings, provisioned, registry, requests, dashboards_total, attempts, front.Sessions()
+    )
     app.include_router(public)
     app.include_router(api)
+    app.include_router(pages)
 
     @app.exception_handler(StandinError)
     async def standin_error(_: Request, exc: StandinError) -> JSONResponse:
