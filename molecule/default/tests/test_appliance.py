@@ -125,7 +125,8 @@ def test_admin_pulls_a_model_and_a_user_streams_from_the_real_one() -> None:
             "model": "gemma3:270m",
             "prompt": "The capital of France is",
             "raw": True,
-            "options": {"num_predict": 12, "temperature": 0, "seed": 1},
+            # the model's own stop sequences off: twelve tokens of continuation
+            "options": {"num_predict": 12, "temperature": 0, "seed": 1, "stop": []},
         },
         verify=CA,
         timeout=300,

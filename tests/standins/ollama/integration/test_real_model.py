@@ -18,6 +18,8 @@ import pytest
 from conftest import MODEL, PARALLEL, QUEUE
 
 GREEDY = {"temperature": 0, "seed": 42}
+# raw continuations: the model's own stop sequences ("\n", "Question:") off
+RAW = {**GREEDY, "stop": []}
 PROMPT = "The three primary colours are"
 QUESTIONS = [
     ("What is the capital of France? Answer in one word.", "Paris"),
@@ -69,7 +71,7 @@ def test_streaming_arrives_token_by_token_with_honest_counters(client: ollama.Cl
     arrivals: list[float] = []
     parts = []
     for part in client.generate(
-        MODEL, PROMPT, raw=True, stream=True, options={**GREEDY, "num_predict": 24}
+        MODEL, PROMPT, raw=True, stream=True, options={**RAW, "num_predict": 24}
     ):
         arrivals.append(time.perf_counter() - start)
         parts.append(part)
@@ -105,7 +107,7 @@ def test_greedy_with_a_seed_is_deterministic(client: ollama.Client) -> None:
 
 
 def test_stop_sequence_ends_the_text_before_it(client: ollama.Client) -> None:
-    options = {**GREEDY, "num_predict": 16}
+    options = {**RAW, "num_predict": 16}
     text = client.generate(MODEL, PROMPT, raw=True, options=options).response
     assert text
     words = text.split()
@@ -125,7 +127,7 @@ def test_requests_for_a_loaded_model_queue_and_none_is_refused(standin_url: str)
 
     def one() -> None:
         body = {"model": MODEL, "prompt": PROMPT, "raw": True, "stream": False,
-                "options": {**GREEDY, "num_predict": 48}}  # fmt: skip
+                "options": {**RAW, "num_predict": 48}}  # fmt: skip
         response = httpx.post(f"{standin_url}/api/generate", json=body, timeout=600)
         results.append((response.status_code, response.json(), time.perf_counter()))
 
