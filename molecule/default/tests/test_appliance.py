@@ -113,7 +113,9 @@ def test_admin_pulls_a_model_and_a_user_streams_from_the_real_one() -> None:
         "stream": False,
         "options": {"num_predict": 12, "temperature": 0, "seed": 1},
     }
-    answer = post("/api/generate", headers=USER, json=question, timeout=300).json()
+    answer = requests.post(
+        URL + "/api/generate", headers=USER, json=question, verify=CA, timeout=300
+    ).json()
     assert "Paris" in answer["response"], answer
     # streamed token by token: a raw prompt (no template, no early stop) for twelve tokens
     start = time.perf_counter()

@@ -175,7 +175,7 @@ def render_panel(panel: dict[str, Any], datasource: str, end: float) -> tuple[by
         elif kind == "stat":
             axes.set_axis_off()
             last = series[0].values[-1]
-            axes.plot(series[0].times, series[0].values, color=PALETTE[0], alpha=0.5)
+            axes.plot(series[0].times, series[0].values, color=PALETTE[0], alpha=0.5, marker=".")
             axes.text(
                 0.5, 0.5, _number(last), color=PALETTE[0], ha="center", va="center",
                 fontsize=20, fontweight="bold", transform=axes.transAxes,
@@ -191,7 +191,12 @@ def render_panel(panel: dict[str, Any], datasource: str, end: float) -> tuple[by
             start = end - RANGE_SECONDS
             for index, item in enumerate(series[:12]):
                 minutes = [(t - start) / 60 for t in item.times]
-                axes.plot(minutes, item.values, color=PALETTE[index % len(PALETTE)], linewidth=1.5)
+                # a series with few points gets markers: one point alone draws no line
+                marker = "o" if len(item.times) <= 5 else None
+                axes.plot(
+                    minutes, item.values, color=PALETTE[index % len(PALETTE)], linewidth=1.5,
+                    marker=marker, markersize=4,
+                )  # fmt: skip
             axes.set_xlim(0, 60)
             axes.set_xlabel("minutes in the last hour", color=MUTED, fontsize=7)
         out = io.BytesIO()
