@@ -191,10 +191,11 @@ def render_panel(panel: dict[str, Any], datasource: str, end: float) -> tuple[by
             start = end - RANGE_SECONDS
             for index, item in enumerate(series[:12]):
                 minutes = [(t - start) / 60 for t in item.times]
-                # a series with few points gets markers: one point alone draws no line
+                # a series with few points gets markers: one point alone draws no line; 2.5 px
+                # so that even a flat line covers whole pixels in its colour
                 marker = "o" if len(item.times) <= 5 else None
                 axes.plot(
-                    minutes, item.values, color=PALETTE[index % len(PALETTE)], linewidth=1.5,
+                    minutes, item.values, color=PALETTE[index % len(PALETTE)], linewidth=2.5,
                     marker=marker, markersize=4,
                 )  # fmt: skip
             axes.set_xlim(0, 60)

@@ -18,6 +18,7 @@ from grafana_standin.front import BANNER, PALETTE
 from PIL import Image
 
 EMPTY = "edgeai_no_such_metric"
+FLAT = "edgeai_flat_metric"
 
 
 class FakePrometheus:
@@ -36,7 +37,9 @@ class FakePrometheus:
                 params = {k: v[0] for k, v in parse_qs(url.query).items()}
                 fake.queries.append(params["query"])
                 start, end = float(params["start"]), float(params["end"])
-                values = [[start + i * 60, str(i % 7 + 1)] for i in range(int((end - start) // 60))]
+                steps = range(int((end - start) // 60))
+                flat = FLAT in params["query"]
+                values = [[start + i * 60, "0" if flat else str(i % 7 + 1)] for i in steps]
                 result = [] if EMPTY in params["query"] else [
                     {"metric": {"job": "gateway"}, "values": values}
                 ]  # fmt: skip
@@ -72,7 +75,10 @@ def web(settings: Settings, tree: Path, prometheus: FakePrometheus) -> Iterator[
         "uid": "site-empty", "title": "Site empty",
         "panels": [{"id": 1, "type": "timeseries", "title": "Nothing",
                     "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
-                    "targets": [{"expr": f"rate({EMPTY}[$__rate_interval])"}]}],
+                    "targets": [{"expr": f"rate({EMPTY}[$__rate_interval])"}]},
+                   {"id": 2, "type": "timeseries", "title": "Flat",
+                    "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8},
+                    "targets": [{"expr": FLAT}]}],
     }))  # fmt: skip
     # https: the session cookie is Secure, as the root URL is https
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -179,3 +185,13 @@ def test_a_panel_without_data_is_drawn_as_no_data(web: TestClient, admin: tuple[
     assert png.status_code == 200
     assert png.headers["x-panel-series"] == "0"
     assert palette_pixels(png.content) == 0
+
+
+def test_a_flat_series_is_drawn_in_whole_pixels_of_its_colour(
+    web: TestClient, admin: tuple[str, str]
+) -> None:
+    """A constant series is a horizontal line: thin, it would be only blended pixels."""
+    log_in(web, admin)
+    png = web.get("/grafana/render/panel/site-empty/2.png")
+    assert png.headers["x-panel-series"] == "1"
+    assert palette_pixels(png.content) > 50
