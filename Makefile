@@ -12,7 +12,7 @@ REQUIREMENTS := requirements-dev.txt
 REQUIREMENT_INPUTS := $(REQUIREMENTS) tests/standins/ollama/requirements.txt \
   tests/standins/ollama/requirements-test.txt tests/standins/grafana/requirements.txt \
   tests/standins/grafana/requirements-test.txt onnx_service/pyproject.toml \
-  exporters/ollama_exporter/pyproject.toml
+  exporters/ollama_exporter/pyproject.toml tools/pytest_noskip/pyproject.toml
 LAB := PYTHONPATH=tools $(PY) -m edgelab
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 # Ansible's (and ansible-lint's) own state per checkout, so that checkouts side by side do not

@@ -113,19 +113,51 @@ def canonical_parameters(parameters: Mapping[str, Any]) -> dict[str, list[str]]:
     return result
 
 
+_GO_SIMPLE_ESCAPES = {
+    "a": "\a",
+    "b": "\b",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
+_GO_ESCAPE = re.compile(r"\\(x[0-9a-fA-F]{2}|u[0-9a-fA-F]{4}|U[0-9a-fA-F]{8}|[0-7]{3}|.)")
+
+
+def go_unquote(raw: str) -> str:
+    """A Go double-quoted string (strconv.Quote, what Ollama's %#v prints) back to its text;
+    anything else is returned as it is."""
+    if len(raw) < 2 or raw[0] != '"' or raw[-1] != '"':
+        return raw
+
+    def one(match: re.Match[str]) -> str:
+        code = match.group(1)
+        if code in _GO_SIMPLE_ESCAPES:
+            return _GO_SIMPLE_ESCAPES[code]
+        if code[0] in "xuU":
+            return chr(int(code[1:], 16))
+        if code.isdigit():
+            return chr(int(code, 8))
+        return match.group(0)
+
+    return _GO_ESCAPE.sub(one, raw[1:-1])
+
+
 def parse_show_parameters(text: str) -> dict[str, list[str]]:
-    """Parse the ``parameters`` text of ``/api/show`` (``name   value`` per line, strings
-    quoted, one line per value of a list)."""
+    """Parse the ``parameters`` text of ``/api/show``: ``name   value`` per line, one line per
+    value of a list, each value as Go's %#v prints it (server/routes.go GetModelInfo): strings
+    Go-quoted with Go's escapes, numbers as float64 (``1e+06``), booleans bare."""
     result: dict[str, list[str]] = {}
     for line in text.splitlines():
         if not line.strip():
             continue
         key, _, raw = line.strip().partition(" ")
         raw = raw.strip()
-        try:
-            value: Any = json.loads(raw)
-        except ValueError:
-            value = raw
+        value: Any = go_unquote(raw) if raw.startswith('"') else raw
         result.setdefault(key, []).append(canonical_value(value))
     return result
 

@@ -48,7 +48,8 @@ options:
     choices: [registry, gguf]
   gguf_path:
     description:
-      - Path of a GGUF file on the managed host. Required when O(source=gguf).
+      - Path of a GGUF file on the managed host. Required when O(source=gguf); not allowed with
+        O(source=registry).
     type: path
   parameters:
     description:
@@ -56,16 +57,26 @@ options:
         C(temperature) or C(stop). A list gives a parameter several values.
       - Only the parameters listed here are compared with the existing model; parameters
         Ollama adds on its own (such as stop words it derives from the GGUF file) do not
-        cause a change.
+        cause a change. Values compare as Ollama prints them (C(1000000) equals C(1e+06)).
+      - Names must be Ollama parameters (C(num_ctx), C(num_thread), C(stop), C(temperature) and
+        the others of Ollama's options). Ollama's server stores any name without a word, so the
+        module refuses unknown ones, as the C(ollama) CLI does.
+      - Requires O(gguf_path).
     type: dict
   template:
     description:
-      - Prompt template (Go template syntax) for a model created from O(gguf_path).
-        Compared with the existing model only when set.
+      - Prompt template (Go text/template syntax, as Ollama renders it) for a model created
+        from O(gguf_path). Compared with the existing model only when set.
+      - An empty string is the same as leaving it out. Ollama ignores an empty template when it
+        creates a model and uses its default (the GGUF's detected chat template, or
+        C({{ .Prompt }})).
+      - A base (not instruction-tuned) model answers best with a completion-style template and
+        C(stop) parameters, such as the lab's (inventories/lab/group_vars/all/ollama.yml).
     type: str
   system:
     description:
       - System prompt for a model created from O(gguf_path). Compared only when set.
+      - Requires O(gguf_path).
     type: str
   insecure:
     description:
@@ -188,7 +199,7 @@ blob_digest:
 """
 
 from pathlib import PurePath  # noqa: E402
-from typing import Any, NoReturn  # noqa: E402
+from typing import Any  # noqa: E402
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402
 from ansible_collections.edgeai.appliance.plugins.module_utils.ollama_api import (  # noqa: E402
@@ -220,18 +231,53 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "ca_path": {"type": "path"},
     "headers": {"type": "dict", "no_log": True},
 }
+# What the argument spec itself checks: a GGUF model needs its file; the options that shape a
+# model created from a file need one too (a registry model comes with its own).
+REQUIRED_IF = [("source", "gguf", ["gguf_path"])]
+REQUIRED_BY = {"parameters": "gguf_path", "template": "gguf_path", "system": "gguf_path"}
 
-_GGUF_ONLY = ("gguf_path", "parameters", "template", "system")
+# The option names Ollama 0.12.6 knows (api/types.go Options and Runner). Its server stores any
+# name it is given and only warns when loading the model; the CLI refuses unknown ones
+# (api.FormatParams), and so does this module.
+KNOWN_PARAMETERS = frozenset(
+    [
+        "num_keep",
+        "seed",
+        "num_predict",
+        "top_k",
+        "top_p",
+        "min_p",
+        "typical_p",
+        "repeat_last_n",
+        "temperature",
+        "repeat_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "stop",
+        "num_ctx",
+        "num_batch",
+        "num_gpu",
+        "main_gpu",
+        "use_mmap",
+        "num_thread",
+    ]
+)
+
+
+class ModuleError(Exception):
+    """A failure of the task, reported with fail_json by main()."""
 
 
 class ModelTask:
+    """Works out and applies one model's state; ``run()`` returns the module's result."""
+
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         params = module.params
         try:
             self.name = normalize_name(params["name"])
         except ValueError as exc:
-            module.fail_json(msg=f"name: {exc}")
+            raise ModuleError(f"name: {exc}") from None
         self.client = OllamaClient(
             params["api_url"],
             params["timeout"],
@@ -254,12 +300,18 @@ class ModelTask:
             return {}
         return {"name": self.name, "digest": entry.get("digest", "")}
 
-    def finish(self, changed: bool) -> NoReturn:
+    def finish(self, changed: bool) -> dict[str, Any]:
         self.result["changed"] = changed
         self.result["actions"] = self.actions
         if self.module._diff:
             self.result["diff"] = {"before": self.before, "after": self.after}
-        self.module.exit_json(**self.result)
+        return self.result
+
+    def unchanged(self, entry: dict[str, Any]) -> dict[str, Any]:
+        self.after = dict(self.before)
+        self.result["model"] = entry
+        self.result["digest"] = entry.get("digest", "")
+        return self.finish(changed=False)
 
     def after_apply(self) -> dict[str, Any]:
         entry = self.current()
@@ -284,33 +336,30 @@ class ModelTask:
             )
 
     # states -----------------------------------------------------------------------------------
-    def absent(self) -> None:
+    def absent(self) -> dict[str, Any]:
         existing = self.current()
         self.before = self.summary(existing)
         if existing is None:
-            self.finish(changed=False)
+            return self.finish(changed=False)
         self.actions.append(f"delete {self.name}")
         if not self.module.check_mode:
             self.client.delete(self.name)
-        self.finish(changed=True)
+        return self.finish(changed=True)
 
-    def present_registry(self) -> None:
+    def present_registry(self) -> dict[str, Any]:
         existing = self.current()
         self.before = self.summary(existing)
         if existing is not None and not self.module.params["force"]:
-            self.after = dict(self.before)
-            self.result["model"] = existing
-            self.result["digest"] = existing.get("digest", "")
-            self.finish(changed=False)
+            return self.unchanged(existing)
         self.actions.append(f"pull {self.name}")
         if self.module.check_mode:
             self.after = {"name": self.name, "digest": "(known after the pull)"}
-            self.finish(changed=True)
+            return self.finish(changed=True)
         body = {"model": self.name, "insecure": self.module.params["insecure"]}
         self.consume("pulling", "/api/pull", body)
         entry = self.after_apply()
         self.after = self.summary(entry)
-        self.finish(changed=self.before.get("digest") != entry.get("digest"))
+        return self.finish(changed=self.before.get("digest") != entry.get("digest"))
 
     def _existing_gguf_state(self, name: str) -> dict[str, Any]:
         shown = self.client.show(name)
@@ -327,9 +376,12 @@ class ModelTask:
         state: dict[str, Any] = {"blob": local.digest}
         if params["parameters"] is not None:
             state["parameters"] = canonical_parameters(params["parameters"])
-        for key in ("template", "system"):
-            if params[key] is not None:
-                state[key] = params[key]
+        # An empty template is not sent: Ollama's create ignores it (server/create.go
+        # createModel), so /api/show would report the default and the model look changed.
+        if params["template"]:
+            state["template"] = params["template"]
+        if params["system"] is not None:
+            state["system"] = params["system"]
         return state
 
     @staticmethod
@@ -354,10 +406,8 @@ class ModelTask:
             }
         return view
 
-    def present_gguf(self) -> None:
+    def present_gguf(self) -> dict[str, Any]:
         params = self.module.params
-        if not params["gguf_path"]:
-            self.module.fail_json(msg="source=gguf needs gguf_path, the GGUF file on the host")
         local = inspect_gguf(params["gguf_path"])
         self.result["blob_digest"] = local.digest
         desired = self._desired_gguf_state(local)
@@ -375,10 +425,7 @@ class ModelTask:
             digest = existing_entry.get("digest", "")
             self.before = {"name": self.name, **self._diff_view(compared, digest)}
             if not differ and not params["force"]:
-                self.after = dict(self.before)
-                self.result["model"] = existing_entry
-                self.result["digest"] = existing_entry.get("digest", "")
-                self.finish(changed=False)
+                return self.unchanged(existing_entry)
         # Blobs are content-addressed: one Ollama already has never needs uploading again.
         if not self.client.blob_exists(local.digest):
             self.actions.append(f"upload blob {local.digest}")
@@ -387,56 +434,72 @@ class ModelTask:
         if self.module.check_mode:
             self.actions.append(f"create {self.name}")
             self.after = {"name": self.name, **self._diff_view(desired, "(known after create)")}
-            self.finish(changed=True)
+            return self.finish(changed=True)
         body: dict[str, Any] = {"model": self.name, "files": {self._file_name(local): local.digest}}
         if params["parameters"]:
             body["parameters"] = typed_parameters(params["parameters"])
-        for key in ("template", "system"):
-            if params[key] is not None:
-                body[key] = params[key]
+        if params["template"]:
+            body["template"] = params["template"]
+        if params["system"] is not None:
+            body["system"] = params["system"]
         self.consume("creating", "/api/create", body)
         self.actions.append(f"create {self.name}")
         entry = self.after_apply()
         self.after = {"name": self.name, **self._diff_view(desired, entry.get("digest", ""))}
-        self.finish(changed=True)
+        return self.finish(changed=True)
 
     @staticmethod
     def _file_name(local: LocalGGUF) -> str:
         base = PurePath(local.path).name
         return base if base.endswith(".gguf") else base + ".gguf"
 
-    def run(self) -> None:
-        params = self.module.params
-        if params["state"] == "absent":
-            self.absent()
-        if self.source == "registry":
-            given = [key for key in _GGUF_ONLY if params[key] is not None]
-            if given:
-                self.module.fail_json(
-                    msg=f"{', '.join(given)} only apply to source=gguf; a registry model "
-                    "comes with its own parameters"
-                )
-            self.present_registry()
-        self.present_gguf()
+    def run(self) -> dict[str, Any]:
+        if self.module.params["state"] == "absent":
+            return self.absent()
+        if self.source == "gguf":
+            return self.present_gguf()
+        return self.present_registry()
+
+
+def check_params(params: dict[str, Any]) -> None:
+    """What the argument spec cannot say."""
+    if params["timeout"] <= 0:
+        raise ModuleError("timeout must be a positive number of seconds")
+    if params["source"] == "registry" and params["gguf_path"]:
+        raise ModuleError(
+            "gguf_path only applies to source=gguf; a registry model comes with its own file"
+        )
+    for key, value in (params["parameters"] or {}).items():
+        if key not in KNOWN_PARAMETERS:
+            raise ModuleError(
+                f"parameters.{key} is not an Ollama parameter; known: "
+                + ", ".join(sorted(KNOWN_PARAMETERS))
+            )
+        values = value if isinstance(value, list) else [value]
+        if any(isinstance(v, dict | list) for v in values):
+            raise ModuleError(f"parameters.{key} must be a scalar or a list of scalars")
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
-    if module.params["timeout"] <= 0:
-        module.fail_json(msg="timeout must be a positive number of seconds")
-    for key, value in (module.params["parameters"] or {}).items():
-        values = value if isinstance(value, list) else [value]
-        if any(isinstance(v, dict | list) for v in values):
-            module.fail_json(msg=f"parameters.{key} must be a scalar or a list of scalars")
-    task = ModelTask(module)
+    module = AnsibleModule(
+        argument_spec=ARGUMENT_SPEC,
+        required_if=REQUIRED_IF,
+        required_by=REQUIRED_BY,
+        supports_check_mode=True,
+    )
+    task: ModelTask | None = None
     try:
-        task.run()
-    except OllamaApiError as exc:
+        check_params(module.params)
+        task = ModelTask(module)
+        result = task.run()
+    except (ModuleError, OllamaApiError) as exc:
         error = str(exc)
     else:
+        module.exit_json(**result)
         return
     # Outside the except block: the message says it all, a Python traceback would only distract.
-    module.fail_json(msg=error, name=task.name, actions=task.actions)
+    extra = {"name": task.name, "actions": task.actions} if task is not None else {}
+    module.fail_json(msg=error, **extra)
 
 
 if __name__ == "__main__":

@@ -219,6 +219,8 @@ def lab() -> Iterator[Lab]:
             "gateway_ollama_servers": [f"localhost:{upstreams['ollama-a'].port}"],
             "gateway_onnx_servers": [f"localhost:{upstreams['onnx'].port}"],
             "gateway_rate_limit_anonymous": {"rate": "1r/m", "burst": 3},
+            # back-pressure: two requests in flight to the one Ollama server, no more
+            "gateway_llm_max_conns": 2,
         },
         # Two local Ollama replicas plus a peer host from an inventory group, every feature on.
         "gw-multi": {

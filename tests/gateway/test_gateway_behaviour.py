@@ -323,7 +323,7 @@ def test_concurrent_streams_per_key_are_limited(multi: Gateway, ca: Path, lab: L
         conn.close()
 
 
-def test_load_is_spread_and_fails_over(multi: Gateway, ca: Path, lab: Lab) -> None:
+def test_load_is_spread_over_the_pool(multi: Gateway, ca: Path, lab: Lab) -> None:
     pool = ("ollama-a", "ollama-b", "ollama-peer")
     for n in pool:
         lab.upstreams[n].reset()
@@ -430,3 +430,40 @@ def test_failover_when_an_upstream_dies(multi: Gateway, ca: Path, lab: Lab) -> N
     ]
     assert statuses == [200] * 20
     assert sum(lab.upstreams[n].count("/api/show") for n in pool) == 20
+
+
+def test_a_burst_past_every_llm_servers_max_conns_gets_503_at_once(
+    minimal: Gateway, ca: Path, lab: Lab
+) -> None:
+    """Ollama queues every request for a loaded model without limit (server/sched.go GetRunner),
+    so the gateway bounds what is in flight per server (gw-minimal: max_conns 2 on its one
+    server): a burst past it is answered 503 with Retry-After while the two streams still run,
+    instead of waiting behind them up to the 600 s read timeout."""
+    up = lab.upstreams["ollama-a"]
+    up.reset()
+    body = b'{"model": "m", "stream": true}'
+    held = []
+    try:
+        for _ in range(2):
+            conn = connect(minimal.scenario.port, ca)
+            conn.request("POST", "/api/generate", body=body, headers={"X-API-Key": lab.keys.admin})
+            first = conn.getresponse()
+            assert first.status == 200
+            first.readline()
+            held.append(conn)
+        burst = [call(minimal, ca, "POST", "/api/generate", lab.keys.admin, body) for _ in range(5)]
+        # answered while both streams are still held (the upstream gate is closed)
+        assert not up.gate.finished.is_set()
+        for resp in burst:
+            payload = error_body(resp, 503)
+            assert payload["error"]["type"] == "llm_busy"  # type: ignore[index]
+            assert resp.headers["Retry-After"] == "1"
+        assert up.count("/api/generate") == 2  # nothing queued up behind them
+    finally:
+        up.gate.release.set()
+        for conn in held:
+            conn.close()
+    # capacity again once a stream ends
+    up.gate.finished.wait(timeout=20)
+    again = call(minimal, ca, "POST", "/api/generate", lab.keys.admin, b'{"model": "m"}')
+    assert again.status == 200

@@ -22,7 +22,15 @@ def test_batches_run_one_after_the_other(site: Site) -> None:
     )
     assert result.rc == 0, result
     assert result.stdout.count(PLAY) == 2, result
-    assert "Health gate, Ollama" in result.stdout
+    # one batch per play, in inventory order: edge-1 finishes (its health gate included)
+    # before edge-2 starts
+    _, first, second = result.stdout.split(PLAY)
+    assert "[edge-1]" in first
+    assert "[edge-2]" not in first
+    assert "[edge-2]" in second
+    assert "[edge-1]" not in second
+    assert "Health gate, Ollama" in first
+    assert "Health gate, Ollama" in second
     for host in ("edge-1", "edge-2"):
         assert result.recap(host)["failed"] == 0
 

@@ -28,6 +28,8 @@ TEST_PACKAGES = (
     "prometheus-alertmanager",
     "mtail",
     "prometheus-blackbox-exporter",
+    # headless Chromium: the Grafana stand-in's front is tested in a real browser (Molecule)
+    "chromium",
 )
 
 

@@ -101,27 +101,52 @@ def test_admin_pulls_a_model_and_a_user_streams_from_the_real_one() -> None:
     )
     assert pulled.status_code == 200, pulled.text
     assert pulled.json()["status"] == "success"
-    # gemma3:270m was installed by ollama_model from the GGUF on the controller; llama.cpp runs it
+    # gemma3:270m was installed by ollama_model from the GGUF on the controller, with the lab's
+    # completion-style template; llama.cpp runs it
+    _ = requests.post(
+        URL + "/api/generate", headers=USER, json={"model": "gemma3:270m", "prompt": ""},
+        verify=CA, timeout=300,
+    )  # loaded first: the arrival times below are about streaming, not the load  # fmt: skip
+    question = {
+        "model": "gemma3:270m",
+        "prompt": "What is the capital of France? Answer in one word.",
+        "stream": False,
+        "options": {"num_predict": 12, "temperature": 0, "seed": 1},
+    }
+    answer = requests.post(
+        URL + "/api/generate", headers=USER, json=question, verify=CA, timeout=300
+    ).json()
+    assert "Paris" in answer["response"], answer
+    # streamed token by token: a raw prompt (no template, no early stop) for twelve tokens
+    start = time.perf_counter()
+    arrivals, chunks = [], []
     with requests.post(
         URL + "/api/generate",
         headers=USER,
         json={
             "model": "gemma3:270m",
             "prompt": "The capital of France is",
-            "options": {"num_predict": 12, "temperature": 0, "seed": 1},
+            "raw": True,
+            # the model's own stop sequences off: twelve tokens of continuation
+            "options": {"num_predict": 12, "temperature": 0, "seed": 1, "stop": []},
         },
         verify=CA,
         timeout=300,
         stream=True,
     ) as response:
         assert response.status_code == 200
-        chunks = [json.loads(line) for line in response.iter_lines() if line]
-    assert len(chunks) > 2  # NDJSON pieces, not one buffered body
-    assert chunks[-1]["done"] is True
-    assert chunks[-1]["done_reason"] == "length"
-    assert chunks[-1]["eval_count"] == 12
+        for line in response.iter_lines():
+            if line:
+                arrivals.append(time.perf_counter() - start)
+                chunks.append(json.loads(line))
+    final = chunks[-1]
+    assert final["done"] is True
+    assert final["done_reason"] == "length"
+    assert final["eval_count"] == 12
     assert 8 <= len(chunks) - 1 <= 12  # one piece per token (a split character joins two)
     assert all(not c["done"] for c in chunks[:-1])
+    # the pieces arrive spread over the generation, not together in one buffered body
+    assert arrivals[-1] - arrivals[0] >= 0.5 * final["eval_duration"] / 1e9
     text = "".join(c["response"] for c in chunks)
     assert text.strip()
     assert not text.startswith("Stand-in")  # written by the model, not the catalog's canned text

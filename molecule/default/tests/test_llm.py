@@ -1,12 +1,14 @@
 """A real LLM through the lab gateway, with the official ollama and openai Python clients.
 
 The lab's Ollama is the stand-in running Gemma 3 270M with llama.cpp (TLS, API key and limits at
-the gateway, as for a site with real Ollama). Gemma 3 270M from PyPI is the pretrained model: it
-continues text, so the prompts are openings to continue.
+the gateway, as for a site with real Ollama). Gemma 3 270M from PyPI is the pretrained model; the
+lab gives it a completion-style template and stop sequences (inventories/lab ollama.yml), so it
+answers questions, which is checked; the streaming checks use raw prompts (no template, no stop).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -16,6 +18,7 @@ from pathlib import Path
 import httpx
 import ollama
 import openai
+import pytest
 from appliance_lab import CA, INSTANCE, SECRETS, gateway_url
 
 # the collection's own parser of CPU lists (the kernel's Cpus_allowed_list has the same form)
@@ -25,6 +28,12 @@ from ansible_collections.edgeai.appliance.plugins.filter.cpus import cpuset_cpus
 URL = gateway_url()
 MODEL = "gemma3:270m"
 GREEDY = {"temperature": 0, "seed": 7}
+# raw continuations: the model's own stop sequences ("\n", "Question:") off
+RAW = {**GREEDY, "stop": []}
+QUESTIONS = [
+    ("What is the capital of France? Answer in one word.", "Paris"),
+    ("What is the capital of Japan? Answer in one word.", "Tokyo"),
+]
 
 
 def _ollama() -> ollama.Client:
@@ -53,7 +62,7 @@ def test_ollama_client_streams_a_real_answer() -> None:
     start = time.perf_counter()
     arrivals, text, final = [], "", None
     for part in _ollama().generate(
-        MODEL, "Water boils at", stream=True, options={**GREEDY, "num_predict": 16}
+        MODEL, "Water boils at", raw=True, stream=True, options={**RAW, "num_predict": 16}
     ):
         arrivals.append(time.perf_counter() - start)
         text += part.response or ""
@@ -66,8 +75,77 @@ def test_ollama_client_streams_a_real_answer() -> None:
     assert text.strip()
     assert not text.startswith("Stand-in")
     # the same request again gives the same text (greedy, fixed seed)
-    again = _ollama().generate(MODEL, "Water boils at", options={**GREEDY, "num_predict": 16})
+    again = _ollama().generate(
+        MODEL, "Water boils at", raw=True, options={**RAW, "num_predict": 16}
+    )
     assert again.response == text
+
+
+@pytest.mark.parametrize(("question", "answer"), QUESTIONS)
+def test_the_model_answers_questions_on_every_llm_route(question: str, answer: str) -> None:
+    """Greedy answers through the gateway with the official clients: /api/generate and /api/chat
+    (ollama), /openai/v1/chat/completions (openai), all through the model's own template."""
+    options = {**GREEDY, "num_predict": 16}
+    generated = _ollama().generate(MODEL, question, options=options).response
+    assert answer in generated, generated
+    message = {"role": "user", "content": question}
+    chatted = _ollama().chat(MODEL, messages=[message], options=options).message.content or ""
+    assert answer in chatted, chatted
+    completion = _openai().chat.completions.create(
+        model=MODEL, messages=[message], temperature=0, seed=7, max_tokens=16
+    )
+    text = completion.choices[0].message.content or ""
+    assert answer in text, text
+
+
+def test_a_system_prompt_reaches_the_template_and_raw_is_exact() -> None:
+    client = _ollama()._client
+    body = {"model": MODEL, "prompt": "Why?", "system": "Be brief.", "_debug_render_only": True}
+    rendered = client.post("/api/generate", json=body).json()["_debug_info"]["rendered_template"]
+    assert rendered == "Be brief.\n\nQuestion: Why?\nAnswer:"
+    raw = {"model": MODEL, "prompt": "Why?", "raw": True, "_debug_render_only": True}
+    rendered = client.post("/api/generate", json=raw).json()["_debug_info"]["rendered_template"]
+    assert rendered == "Why?"
+
+
+def _inspect(name: str) -> dict:
+    out = subprocess.run(
+        ["docker", "exec", INSTANCE, "docker", "inspect", name],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return json.loads(out)[0]
+
+
+def test_ollama_runs_as_a_user_with_home_on_its_volume() -> None:
+    """With ollama_container_user set the role points HOME at the volume's parent: `ollama serve`
+    writes $HOME/.ollama/id_ed25519 there (cmd/cmd.go initializeKeypair) on the read-only root."""
+    container = _inspect("ollama")
+    assert container["Config"]["User"] == "10434:10434"
+    assert container["HostConfig"]["ReadonlyRootfs"] is True
+    env = dict(e.split("=", 1) for e in container["Config"]["Env"])
+    assert env["HOME"] == "/home/ollama"
+    # Ollama's own default (flash attention where supported) unless the inventory sets it
+    assert "OLLAMA_FLASH_ATTENTION" not in env
+    assert env["OLLAMA_ORIGINS"] == f"https://{INSTANCE},https://{INSTANCE}:*"
+    key = subprocess.run(
+        ["docker", "exec", INSTANCE, "docker", "exec", "ollama", "ls", "-ln",
+         "/home/ollama/.ollama/id_ed25519"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert key[0] == "-rw-------"
+    assert key[2] == "10434"
+
+
+def test_a_browser_origin_is_checked_by_ollama() -> None:
+    """OLLAMA_ORIGINS (ollama_origins): a page served under the host's own name may call the API
+    through the gateway; any other origin gets Ollama's 403."""
+    headers = {"Authorization": f"Bearer {SECRETS['user_key']}"}
+    with httpx.Client(base_url=URL, verify=CA, timeout=60, headers=headers) as client:
+        own = client.get("/api/tags", headers={"Origin": f"https://{INSTANCE}:30080"})
+        assert own.status_code == 200
+        assert own.headers["access-control-allow-origin"] == f"https://{INSTANCE}:30080"
+        other = client.get("/api/tags", headers={"Origin": "https://elsewhere.example"})
+        assert other.status_code == 403
 
 
 def test_openai_client_streams_a_real_answer() -> None:
@@ -77,6 +155,7 @@ def test_openai_client_streams_a_real_answer() -> None:
         max_tokens=16,
         temperature=0,
         seed=7,
+        stop=[],  # the model's one-line stop off: sixteen tokens to stream
         stream=True,
         stream_options={"include_usage": True},
     )

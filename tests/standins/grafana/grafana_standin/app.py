@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import base64
 import binascii
+import html
+import logging
 import os
 import secrets
 import time
+import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlparse
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -23,6 +27,7 @@ from prometheus_client import (
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import front
 from .provisioning import (
     Catalog,
     Dashboard,
@@ -34,6 +39,7 @@ from .provisioning import (
 )
 
 VERSION = "12.2.1-standin"
+log = logging.getLogger("grafana_standin")
 STANDIN_HEADER = (b"x-standin", b"grafana")
 
 
@@ -54,6 +60,36 @@ def _env_or_file(name: str) -> str:
     return os.environ.get(name, "")
 
 
+def _env_bool(name: str) -> bool:
+    return os.environ.get(name, "false").strip().lower() in {"1", "true", "yes", "on"}
+
+
+LOGIN_ATTEMPTS_WINDOW = 300.0  # seconds (loginattemptimpl: loginAttemptsWindow = 5 minutes)
+
+
+class LoginAttempts:
+    """Grafana's brute-force login protection for a user name
+    (pkg/services/loginattempt/loginattemptimpl/login_attempt.go ``Add``/``Validate``, used by
+    pkg/services/authn/clients/password.go ``AuthenticatePassword``): a wrong password for an
+    existing user is recorded (the name lower-cased); with ``max_attempts`` of them in the last
+    5 minutes every login of that user is refused, the right password too, until they age out.
+    A name that is no user is not recorded."""
+
+    def __init__(self, max_attempts: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_attempts = max_attempts
+        self.clock = clock
+        self.failed: dict[str, list[float]] = {}
+
+    def add(self, username: str) -> None:
+        self.failed.setdefault(username.lower(), []).append(self.clock())
+
+    def validate(self, username: str) -> bool:
+        since = self.clock() - LOGIN_ATTEMPTS_WINDOW
+        recent = [t for t in self.failed.get(username.lower(), []) if t > since]
+        self.failed[username.lower()] = recent
+        return len(recent) < self.max_attempts
+
+
 @dataclass(frozen=True)
 class Settings:
     """Read from the environment with Grafana's names."""
@@ -66,6 +102,10 @@ class Settings:
     admin_user: str
     password_file: Path | None
     password: str
+    # [security] brute-force login protection, as Grafana 12 reads it (pkg/setting)
+    lockout_disabled: bool = False
+    lockout_max_attempts: int = 5
+    plugins_preinstall_disabled: bool = False
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -83,6 +123,11 @@ class Settings:
             admin_user=os.environ.get("GF_SECURITY_ADMIN_USER", "admin"),
             password_file=Path(file) if file else None,
             password=os.environ.get("GF_SECURITY_ADMIN_PASSWORD", ""),
+            lockout_disabled=_env_bool("GF_SECURITY_DISABLE_BRUTE_FORCE_LOGIN_PROTECTION"),
+            lockout_max_attempts=max(
+                1, int(os.environ.get("GF_SECURITY_BRUTE_FORCE_LOGIN_PROTECTION_MAX_ATTEMPTS", "5"))
+            ),
+            plugins_preinstall_disabled=_env_bool("GF_PLUGINS_PREINSTALL_DISABLED"),
         )
         settings.admin_password()
         return settings
@@ -129,6 +174,8 @@ class State:
     registry: CollectorRegistry
     requests: Histogram
     dashboards_total: Gauge
+    attempts: LoginAttempts
+    sessions: front.Sessions
 
     def catalog(self) -> Catalog:
         """Dashboard files are scanned per request (Grafana polls them; changes show at once)."""
@@ -150,12 +197,24 @@ def signed_in(request: Request, state: Annotated[State, Depends(get_state)]) -> 
         user, _, password = base64.b64decode(header[6:]).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
         raise StandinError(401, "Unauthorized") from None
+    check_password(state, user, password)
+    return user
+
+
+def check_password(state: State, user: str, password: str) -> None:
+    """Grafana's password login for the one user the stand-in has (the admin)."""
+    if not state.settings.lockout_disabled and not state.attempts.validate(user):
+        # errLoginAttemptBlocked: the same public message as a wrong password
+        raise StandinError(401, "Invalid username or password")
     expected = state.settings.admin_password()
-    ok_user = secrets.compare_digest(user.encode(), state.settings.admin_user.encode())
+    ok_user = secrets.compare_digest(
+        user.lower().encode(), state.settings.admin_user.lower().encode()
+    )
     ok_password = secrets.compare_digest(password.encode(), expected.encode())
+    if ok_user and not ok_password and not state.settings.lockout_disabled:
+        state.attempts.add(user)
     if not (ok_user and ok_password):
         raise StandinError(401, "Invalid username or password")
-    return user
 
 
 public = APIRouter()
@@ -294,7 +353,116 @@ def dashboard(uid: str, state: Annotated[State, Depends(get_state)]) -> dict[str
     raise StandinError(404, "Dashboard not found")
 
 
-def create_app(settings: Settings) -> ASGIApp:
+pages = APIRouter()
+
+
+def viewer(request: Request, state: State) -> str | None:
+    """The logged-in user: a session cookie, or basic auth as the API takes it."""
+    user = state.sessions.user(request.cookies.get(front.COOKIE))
+    if user is not None:
+        return user
+    if request.headers.get("authorization", "").lower().startswith("basic "):
+        return signed_in(request, state)
+    return None
+
+
+def _base(state: State) -> str:
+    return state.settings.sub_path
+
+
+@pages.get("/login", response_class=HTMLResponse)
+def login_form(state: Annotated[State, Depends(get_state)]) -> str:
+    return front.login_page(_base(state))
+
+
+@pages.post("/login")
+async def login(request: Request, state: Annotated[State, Depends(get_state)]) -> Response:
+    """Grafana's login: JSON {user, password} (its API) or the form of the login page."""
+    base = _base(state)
+    as_json = request.headers.get("content-type", "").startswith("application/json")
+    if as_json:
+        body = await request.json()
+    else:
+        body = dict(urllib.parse.parse_qsl((await request.body()).decode()))
+    user, password = str(body.get("user", "")), str(body.get("password", ""))
+    try:
+        check_password(state, user, password)
+    except StandinError as exc:
+        if as_json:
+            return JSONResponse({"message": exc.message}, status_code=exc.status)
+        return HTMLResponse(front.login_page(base, exc.message), status_code=exc.status)
+    token = state.sessions.open(user)
+    target = f"{base}/"
+    answer: Response = (
+        JSONResponse({"message": "Logged in", "redirectUrl": target})
+        if as_json
+        else RedirectResponse(target, status_code=302)
+    )
+    answer.set_cookie(
+        front.COOKIE,
+        token,
+        path=target,
+        httponly=True,
+        samesite="lax",
+        secure=state.settings.root_url.startswith("https://"),
+    )
+    return answer
+
+
+@pages.get("/", response_class=HTMLResponse)
+def home(request: Request, state: Annotated[State, Depends(get_state)]) -> Response:
+    base = _base(state)
+    if viewer(request, state) is None:
+        return RedirectResponse(f"{base}/login", status_code=302)
+    catalog = state.catalog()
+    groups: dict[str, list[Dashboard]] = {}
+    for d in sorted(catalog.dashboards, key=lambda d: d.title.lower()):
+        groups.setdefault(d.folder.title if d.folder else "General", []).append(d)
+    body = ["<h1>Dashboards</h1>"]
+    for folder in sorted(groups):
+        links = "".join(
+            f"<li><a class='dashboard' href='{base}/d/{html.escape(d.uid)}/{html.escape(d.slug)}'>"
+            f"{html.escape(d.title)}</a></li>"
+            for d in groups[folder]
+        )
+        body.append(f"<h2 class='folder'>{html.escape(folder)}</h2><ul>{links}</ul>")
+    return HTMLResponse(front.page("Dashboards", "".join(body)))
+
+
+@pages.get("/d/{uid}", response_class=HTMLResponse)
+@pages.get("/d/{uid}/{slug}", response_class=HTMLResponse)
+def dashboard_html(
+    uid: str, request: Request, state: Annotated[State, Depends(get_state)], slug: str = ""
+) -> Response:
+    base = _base(state)
+    if viewer(request, state) is None:
+        return RedirectResponse(f"{base}/login", status_code=302)
+    for d in state.catalog().dashboards:
+        if d.uid == uid:
+            return HTMLResponse(front.dashboard_page(base, d.uid, d.title, d.model))
+    raise StandinError(404, "Dashboard not found")
+
+
+@pages.get("/render/panel/{uid}/{panel_id}.png")
+def panel_png(
+    uid: str, panel_id: int, request: Request, state: Annotated[State, Depends(get_state)]
+) -> Response:
+    if viewer(request, state) is None:
+        raise StandinError(401, "Unauthorized")
+    source = next((d for d in state.datasources if d.is_default), None)
+    if source is None or source.type != "prometheus":
+        raise StandinError(404, "Data source not found")
+    for d in state.catalog().dashboards:
+        if d.uid != uid:
+            continue
+        for panel in front.panels_in_order(d.model):
+            if panel.get("id") == panel_id and panel.get("type") != "row":
+                png, count = front.render_panel(panel, source.url, time.time())
+                return Response(png, media_type="image/png", headers={"X-Panel-Series": str(count)})
+    raise StandinError(404, "Panel not found")
+
+
+def create_app(settings: Settings, clock: Callable[[], float] = time.monotonic) -> ASGIApp:
     """Provisioning errors stop the start, as they stop Grafana's."""
     registry = CollectorRegistry()
     build = Gauge(
@@ -326,9 +494,20 @@ def create_app(settings: Settings) -> ASGIApp:
     load_providers(settings.provisioning)
 
     app = FastAPI(title="Grafana stand-in", version=VERSION, docs_url=None, redoc_url=None)
-    app.state.grafana = State(settings, provisioned, registry, requests, dashboards_total)
+    if not settings.plugins_preinstall_disabled:
+        # Grafana 12 would download its preinstalled plugins from grafana.com now (and fail
+        # air-gapped); the stand-in has no plugins and says so
+        log.warning(
+            "plugins preinstall is enabled (GF_PLUGINS_PREINSTALL_DISABLED is not true): Grafana "
+            "would install plugins from grafana.com at this start; the stand-in installs none"
+        )
+    attempts = LoginAttempts(settings.lockout_max_attempts, clock)
+    app.state.grafana = State(
+        settings, provisioned, registry, requests, dashboards_total, attempts, front.Sessions()
+    )
     app.include_router(public)
     app.include_router(api)
+    app.include_router(pages)
 
     @app.exception_handler(StandinError)
     async def standin_error(_: Request, exc: StandinError) -> JSONResponse:

@@ -210,3 +210,61 @@ def test_no_password_no_start(tree: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("GF_PATHS_PROVISIONING", str(tree / "provisioning"))
     with pytest.raises(RuntimeError, match="no admin password"):
         Settings.from_env()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_five_wrong_admin_passwords_lock_the_admin_out_for_five_minutes(
+    settings: Settings, admin: tuple[str, str]
+) -> None:
+    """pkg/services/loginattempt/loginattemptimpl/login_attempt.go Validate/Add and
+    pkg/services/authn/clients/password.go AuthenticatePassword: wrong passwords of an existing
+    user count (name lower-cased); at 5 within 5 minutes even the right one is refused."""
+    clock = Clock()
+    with TestClient(create_app(settings, clock=clock)) as c:
+        for _ in range(4):
+            assert c.get("/grafana/api/search", auth=("ADMIN", "wrong")).status_code == 401
+        assert c.get("/grafana/api/search", auth=admin).status_code == 200  # 4: not yet
+        assert c.get("/grafana/api/search", auth=("admin", "wrong")).status_code == 401
+        locked = c.get("/grafana/api/search", auth=admin)
+        assert (locked.status_code, locked.json()) == (
+            401,
+            {"message": "Invalid username or password"},
+        )
+        clock.now += 299
+        assert c.get("/grafana/api/search", auth=admin).status_code == 401
+        clock.now += 2  # the first attempts are older than 5 minutes now
+        assert c.get("/grafana/api/search", auth=admin).status_code == 200
+
+
+def test_unknown_users_and_missing_logins_do_not_count(
+    settings: Settings, admin: tuple[str, str]
+) -> None:
+    with TestClient(create_app(settings, clock=Clock())) as c:
+        for _ in range(10):
+            assert c.get("/grafana/api/search", auth=("nobody", "wrong")).status_code == 401
+            assert c.get("/grafana/api/search").status_code == 401
+        assert c.get("/grafana/api/search", auth=admin).status_code == 200
+
+
+def test_lockout_settings_from_the_environment(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, admin: tuple[str, str]
+) -> None:
+    monkeypatch.setenv("GF_PATHS_PROVISIONING", str(tree / "provisioning"))
+    monkeypatch.setenv("GF_SECURITY_ADMIN_PASSWORD__FILE", str(tree / "admin_password"))
+    monkeypatch.setenv("GF_SECURITY_BRUTE_FORCE_LOGIN_PROTECTION_MAX_ATTEMPTS", "2")
+    with TestClient(create_app(Settings.from_env(), clock=Clock())) as c:
+        for _ in range(2):
+            c.get("/api/search", auth=("admin", "wrong"))
+        assert c.get("/api/search", auth=admin).status_code == 401
+    monkeypatch.setenv("GF_SECURITY_DISABLE_BRUTE_FORCE_LOGIN_PROTECTION", "true")
+    with TestClient(create_app(Settings.from_env(), clock=Clock())) as c:
+        for _ in range(10):
+            c.get("/api/search", auth=("admin", "wrong"))
+        assert c.get("/api/search", auth=admin).status_code == 200

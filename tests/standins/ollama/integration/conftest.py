@@ -8,16 +8,32 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import ollama
 import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[4]
 GGUF = Path(os.environ.get("EDGEAI_LAB_STATE", ROOT / ".lab")) / "gemma-3-270m-q4_k_m.gguf"
 MODEL = "gemma3:270m"
 # small limits so that queueing and refusal are quick to show
 PARALLEL, QUEUE = 1, 2
+
+
+class _Inventory(yaml.SafeLoader):
+    """Reads the lab inventory; its Go template is marked !unsafe for Ansible."""
+
+
+_Inventory.add_constructor("!unsafe", lambda loader, node: loader.construct_scalar(node))
+
+
+def lab_model() -> dict[str, Any]:
+    """The lab's model entry (template and parameters), as the lab installs it: one source."""
+    path = ROOT / "inventories/lab/group_vars/all/ollama.yml"
+    models = yaml.load(path.read_text(), _Inventory)["ollama_models"]
+    return next(m for m in models if m["name"] == MODEL)
 
 
 def _docker(*args: str) -> str:
@@ -52,7 +68,13 @@ def standin_url() -> Iterator[str]:
                 time.sleep(0.2)
         client = ollama.Client(host=url, timeout=600)
         digest = client.create_blob(GGUF)
-        client.create(model=MODEL, files={GGUF.name: digest})
+        entry = lab_model()
+        client.create(
+            model=MODEL,
+            files={GGUF.name: digest},
+            template=entry["template"],
+            parameters=entry["parameters"],
+        )
         yield url
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

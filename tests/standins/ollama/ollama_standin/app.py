@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import native, openai_compat
 from .backend import AutoBackend, BackendError, GenerationBackend
 from .common import DEFAULT_KEEP_ALIVE, OllamaError, StandinState, now, parse_keep_alive
+from .cors import OriginCheck, allowed_origins
 from .openai_compat import OpenAIError
 from .scheduler import Scheduler
 from .store import ModelRecord, ModelStore, default_models_dir
@@ -38,6 +39,7 @@ class Settings:
     max_loaded: int = 1
     context_length: int = 4096
     keep_alive: timedelta | None = DEFAULT_KEEP_ALIVE
+    origins: str = ""
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -53,6 +55,7 @@ class Settings:
             max_loaded=int(env.get("OLLAMA_MAX_LOADED_MODELS") or 1),
             context_length=int(env.get("OLLAMA_CONTEXT_LENGTH") or 4096),
             keep_alive=parse_keep_alive(env.get("OLLAMA_KEEP_ALIVE")),
+            origins=env.get("OLLAMA_ORIGINS", ""),
         )
 
 
@@ -104,6 +107,7 @@ def create_app(
     context_length: int = 4096,
     keep_alive: timedelta | None = DEFAULT_KEEP_ALIVE,
     expiry_interval: float = 1.0,
+    origins: str = "",
 ) -> FastAPI:
     """The stand-in. ``backend`` loads models (default: llama.cpp, deterministic for the
     catalog); ``token_delay`` paces streamed pieces (seconds, for tests of the HTTP layer)."""
@@ -149,6 +153,7 @@ def create_app(
     app.state.standin = state
     app.include_router(native.router)
     app.include_router(openai_compat.router)
+    app.add_middleware(OriginCheck, origins=allowed_origins(origins))
     app.add_middleware(StandinHeader)
 
     @app.exception_handler(OllamaError)

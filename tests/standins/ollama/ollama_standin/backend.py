@@ -63,15 +63,11 @@ class BackendError(RuntimeError):
 
 @dataclass(frozen=True)
 class Prompt:
-    """What to continue: chat messages rendered with the model's template, or a raw prompt."""
+    """The text to continue: the request rendered through the model's template (prompt.py), or
+    a raw prompt as given. A runtime tokenizes it as Ollama's runner does: the model's BOS token
+    first (when its tokenizer adds one) and special tokens in the text parsed as such."""
 
-    messages: tuple[tuple[str, str], ...] = ()
-    raw: str | None = None
-
-    def plain_text(self) -> str:
-        if self.raw is not None:
-            return self.raw
-        return "\n".join(content for _, content in self.messages)
+    text: str
 
 
 @dataclass(frozen=True)
@@ -123,7 +119,7 @@ class DeterministicRunner:
         return ["Stand-in", *(f" {w}" for w in words[1:]), "."]
 
     def generate(self, prompt: Prompt, options: Mapping[str, Any]) -> Iterator[Completion]:
-        text = prompt.plain_text()
+        text = prompt.text
         prompt_tokens = max(1, len(text.split()))
         tokens = self.reply_tokens(text)
         for index, token in enumerate(tokens):

@@ -196,10 +196,6 @@ async def generate_tokens(
     stops = stop_sequences(merged)
     limit = num_predict(merged)
     try:
-        state.scheduler.admit()
-    except QueueFullError as exc:
-        raise OllamaError(503, str(exc)) from None
-    try:
         async with state.scheduler.slot(record, keep_alive, merged) as slot:
             result.load_seconds = slot.load_seconds
             result.prompt_started = time.perf_counter()
@@ -241,10 +237,10 @@ async def generate_tokens(
                 # also when the client went away: the runner must be idle before it is reused
                 with anyio.CancelScope(shield=True):
                     await run_in_threadpool(close_when_idle, pieces)
+    except QueueFullError as exc:
+        raise OllamaError(503, str(exc)) from None
     except BackendError as exc:
         raise OllamaError(500, str(exc)) from None
-    finally:
-        state.scheduler.leave()
     result.finished = time.perf_counter()
 
 

@@ -1,12 +1,8 @@
 """Real inference with llama.cpp (llama-cpp-python), one context per runner.
 
-Prompts are rendered with the chat template the GGUF file carries (``tokenizer.chat_template``,
-Jinja2), as llama.cpp's own server does; a Gemma GGUF without one (such as the lab's Gemma 3 270M)
-gets Gemma's turn format, the one Ollama's gemma3 TEMPLATE writes (a system prompt goes in front
-of the first user turn). Ollama renders its Modelfile TEMPLATE (Go syntax) instead, which the
-stand-in does not implement. A raw prompt (``/api/generate`` with ``raw: true``) is used as given;
-so is the plain text of the messages for other models without a template. Sampling options use
-Ollama's names and defaults.
+The HTTP layer renders the prompt through the model's Go template as Ollama does (prompt.py);
+this runner only tokenizes that text (BOS first when the model's tokenizer adds one, special tokens
+such as ``<start_of_turn>`` parsed) and samples. Sampling options use Ollama's names and defaults.
 """
 
 from __future__ import annotations
@@ -20,7 +16,6 @@ from typing import Any
 
 import llama_cpp
 from llama_cpp import Llama
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from .backend import BackendError, Completion, Prompt
 
@@ -35,21 +30,6 @@ DEFAULTS: dict[str, float | int] = {
     "presence_penalty": 0.0,
     "frequency_penalty": 0.0,
 }
-
-
-def gemma_turns(messages: tuple[tuple[str, str], ...]) -> str:
-    """Gemma's chat format: user and model turns; system text opens the first user turn."""
-    system = "\n\n".join(c for r, c in messages if r == "system")
-    text = ""
-    for role, content in messages:
-        if role == "system":
-            continue
-        body = content
-        if system and role == "user":
-            body, system = f"{system}\n\n{content}", ""
-        turn = "model" if role == "assistant" else "user"
-        text += f"<start_of_turn>{turn}\n{body}<end_of_turn>\n"
-    return text + "<start_of_turn>model\n"
 
 
 def _threads() -> int:
@@ -73,20 +53,6 @@ class LlamaRunner:
             raise BackendError(f"llama runner process has terminated: {exc}") from None
         self.num_ctx = num_ctx
         self.memory_bytes = path.stat().st_size + self.llm.n_ctx() * self._kv_bytes_per_token()
-        template = self.llm.metadata.get("tokenizer.chat_template")
-        self.formatter = (
-            Jinja2ChatFormatter(
-                template,
-                eos_token=self._text(self.llm.token_eos()),
-                bos_token=self._text(self.llm.token_bos()),
-            )
-            if template
-            else None
-        )
-        self.gemma = str(self.llm.metadata.get("general.architecture", "")).startswith("gemma")
-
-    def _text(self, token: int) -> str:
-        return self.llm._model.token_get_text(token) if token >= 0 else ""
 
     def _kv_bytes_per_token(self) -> int:
         meta = self.llm.metadata
@@ -98,15 +64,8 @@ class LlamaRunner:
         return layers * heads_kv * (key + value) * 2  # f16 K and V
 
     def tokens(self, prompt: Prompt) -> list[int]:
-        if self.formatter is not None and prompt.raw is None:
-            messages: list[Any] = [{"role": r, "content": c} for r, c in prompt.messages]
-            rendered = self.formatter(messages=messages).prompt
-        elif self.gemma and prompt.raw is None:
-            rendered = self._text(self.llm.token_bos()) + gemma_turns(prompt.messages)
-        else:
-            return self.llm.tokenize(prompt.plain_text().encode(), add_bos=True, special=True)
-        # the template writes the BOS token itself
-        return self.llm.tokenize(rendered.encode(), add_bos=False, special=True)
+        # add_bos: llama.cpp adds BOS only when the model's tokenizer asks for it (add_bos_token)
+        return self.llm.tokenize(prompt.text.encode(), add_bos=True, special=True)
 
     def generate(self, prompt: Prompt, options: Mapping[str, Any]) -> Iterator[Completion]:
         tokens = self.tokens(prompt)

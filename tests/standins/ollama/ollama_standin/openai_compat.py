@@ -22,6 +22,8 @@ from .common import (
     unless_disconnected,
 )
 from .names import InvalidNameError, ModelName
+from .native import render
+from .prompt import chat_messages
 from .store import ModelRecord
 
 router = APIRouter(prefix="/v1")
@@ -29,15 +31,23 @@ State = Annotated[StandinState, Depends(get_state)]
 
 
 class OpenAIError(Exception):
-    """Answered as ``{"error": {"message", "type", "param", "code"}}``, Ollama's OpenAI shape."""
+    """Answered as ``{"error": {"message", "type", "param", "code"}}``, Ollama's OpenAI shape.
 
-    def __init__(self, status: int, message: str) -> None:
+    The type comes from openai/openai.go ``NewError``: the middleware's own checks pass their
+    status (400 -> ``invalid_request_error``), while an error of the native handler behind it is
+    rewritten by middleware/openai.go ``writeError`` with ``NewError(500, ...)``: ``api_error``,
+    whatever the HTTP status (a missing model is 404 with ``api_error``)."""
+
+    def __init__(self, status: int, message: str, *, from_handler: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.from_handler = from_handler
 
     @property
     def kind(self) -> str:
+        if self.from_handler:
+            return "api_error"
         kinds = {400: "invalid_request_error", 404: "not_found_error"}
         return kinds.get(self.status, "api_error")
 
@@ -84,14 +94,21 @@ def _lookup(state: StandinState, raw: str) -> ModelRecord:
     except InvalidNameError:
         record = None
     if record is None:
-        raise OpenAIError(404, f"model '{raw}' not found")
+        raise OpenAIError(404, f"model '{raw}' not found", from_handler=True)
     return record
 
 
 async def _parse(request: Request) -> ChatCompletionRequest:
     raw = await request.body()
     try:
-        return ChatCompletionRequest.model_validate_json(raw or b"{}")
+        data = json.loads(raw or b"{}")
+    except ValueError as exc:
+        raise OpenAIError(400, str(exc)) from None
+    if isinstance(data, dict) and not data.get("messages"):
+        # middleware/openai.go ChatMiddleware
+        raise OpenAIError(400, "[] is too short - 'messages'")
+    try:
+        return ChatCompletionRequest.model_validate(data)
     except ValueError as exc:
         raise OpenAIError(400, f"invalid request: {exc}".splitlines()[0]) from None
 
@@ -118,10 +135,11 @@ async def chat_completions(request: Request, state: State) -> Response:
         value = getattr(body, field_name)
         if value is not None:
             options[field_name] = value
-    turns = [(m.role, m.text) for m in body.messages]
-    if record.system and not any(role == "system" for role, _ in turns):
-        turns.insert(0, ("system", record.system))
-    prompt = Prompt(messages=tuple(turns))
+    messages = chat_messages([(m.role, m.text) for m in body.messages], record.system)
+    try:
+        prompt = Prompt(render(record, messages))
+    except OllamaError as exc:
+        raise OpenAIError(exc.status, exc.message, from_handler=True) from None
     keep_alive = state.keep_alive(None)
     result = GenerationResult()
     ident = f"chatcmpl-{secrets.randbelow(1000)}"
@@ -151,7 +169,7 @@ async def chat_completions(request: Request, state: State) -> Response:
             if await unless_disconnected(request, run()) is None:
                 return Response(status_code=499)
         except OllamaError as exc:
-            raise OpenAIError(exc.status, exc.message) from None
+            raise OpenAIError(exc.status, exc.message, from_handler=True) from None
         message = {"role": "assistant", "content": "".join(result.text)}
         choice = {"index": 0, "message": message, "finish_reason": finish()}
         return JSONResponse(
@@ -172,7 +190,7 @@ async def chat_completions(request: Request, state: State) -> Response:
         first = None
     except OllamaError as exc:
         await pieces.aclose()
-        raise OpenAIError(exc.status, exc.message) from None
+        raise OpenAIError(exc.status, exc.message, from_handler=True) from None
 
     async def events() -> AsyncIterator[bytes]:
         if first is not None:
@@ -195,20 +213,23 @@ async def chat_completions(request: Request, state: State) -> Response:
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
-def _model_entry(record: ModelRecord) -> dict[str, Any]:
+def _model_entry(record: ModelRecord, name: str) -> dict[str, Any]:
     return {
-        "id": record.name.display,
+        "id": name,
         "object": "model",
         "created": int(record.modified_at.timestamp()),
-        "owned_by": record.name.namespace,
+        "owned_by": ModelName.parse(name).namespace,
     }
 
 
 @router.get("/models")
 async def list_models(state: State) -> dict[str, Any]:
-    return {"object": "list", "data": [_model_entry(r) for r in state.store.list()]}
+    # openai/openai.go ToListCompletion: a nil slice when there are no models, "data": null
+    data = [_model_entry(r, r.name.display) for r in state.store.list()]
+    return {"object": "list", "data": data or None}
 
 
 @router.get("/models/{model:path}")
 async def retrieve_model(model: str, state: State) -> dict[str, Any]:
-    return _model_entry(_lookup(state, model))
+    # openai/openai.go ToModel: the id is the name as requested
+    return _model_entry(_lookup(state, model), model)

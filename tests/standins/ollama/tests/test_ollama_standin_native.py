@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -157,7 +160,10 @@ def test_create_from_uploaded_gguf_blob(client: ollama.Client, tmp_path: Path) -
     assert ["stop", '"<end>"'] in lines
     assert ["stop", '"<eot>"'] in lines
     assert ["temperature", "0.5"] in lines
-    assert 'SYSTEM """Be brief."""' in shown.modelfile
+    # parser/parser.go Command.String: quoted only with a newline or an outer space
+    assert "\nSYSTEM Be brief.\n" in shown.modelfile
+    assert "\nTEMPLATE {{ .Prompt }}\n" in shown.modelfile
+    assert "\nPARAMETER stop <end>\nPARAMETER stop <eot>\n" in shown.modelfile
     assert [m.model for m in client.list().models] == ["edge/custom:v1"]
 
 
@@ -188,12 +194,12 @@ def test_create_rejects_missing_and_non_gguf_blobs(client: ollama.Client) -> Non
     with pytest.raises(ollama.ResponseError) as caught:
         client.create("x", files={"m.bin": digest})
     assert (caught.value.status_code, caught.value.error) == (400, "unknown type")
-    with pytest.raises(ollama.ResponseError, match="unknown parameter 'bogus'"):
-        client.create("x", files={"m.gguf": digest}, parameters={"bogus": 1})
     assert client.list().models == []
 
 
-def test_generate_streams_tokens_then_final_stats(client: ollama.Client, tiny: str) -> None:
+def test_generate_streams_tokens_then_final_stats(
+    client: ollama.Client, tiny: str, standin: str
+) -> None:
     parts = list(client.generate(tiny, "Why is the sky blue?", stream=True))
     assert len(parts) > 5
     assert all(not p.done for p in parts[:-1])
@@ -206,7 +212,11 @@ def test_generate_streams_tokens_then_final_stats(client: ollama.Client, tiny: s
     assert final.eval_count == len(parts) - 1
     for stat in ("total_duration", "prompt_eval_duration", "eval_duration"):
         assert isinstance(final[stat], int)
-    assert final.prompt_eval_count == 5
+    # the catalog runner counts the words of the prompt its template rendered
+    body = {"model": tiny, "prompt": "Why is the sky blue?", "_debug_render_only": True}
+    rendered = httpx.post(f"{standin}/api/generate", json=body).json()["_debug_info"]
+    assert rendered["rendered_template"] == "<|user|>Why is the sky blue?\n<|assistant|>"
+    assert final.prompt_eval_count == 6
     whole = client.generate(tiny, "Why is the sky blue?")
     assert whole.response == text
     assert client.generate(tiny, "Something else").response != text
@@ -292,3 +302,36 @@ def test_catalog_names_parse() -> None:
     assert ModelName.parse("llama3").display == "llama3:latest"
     assert ModelName.parse("registry.ollama.ai/library/llama3:8b").display == "llama3:8b"
     assert ModelName.parse("host:5000/ns/m:t").display == "host:5000/ns/m:t"
+
+
+def test_serve_writes_its_key_under_home_and_exits_when_it_cannot(tmp_path: Path) -> None:
+    """cmd/cmd.go RunServer -> initializeKeypair: $HOME/.ollama/id_ed25519 first; a HOME that
+    cannot hold it (a read-only root) stops the server with an error (the role points HOME at
+    the volume when it sets a user)."""
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+        "OLLAMA_HOST": "127.0.0.1:1",
+        "OLLAMA_MODELS": str(tmp_path / "models"),
+        "HOME": "/proc",
+    }
+    failed = subprocess.run(
+        [sys.executable, "-m", "ollama_standin"],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert failed.returncode == 1
+    assert "Error: could not create directory mkdir /proc/.ollama" in failed.stderr
+    home = tmp_path / "home"
+    home.mkdir()
+    from ollama_standin.__main__ import initialize_keypair  # noqa: PLC0415
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        initialize_keypair()
+    key = home / ".ollama/id_ed25519"
+    assert key.is_file()
+    assert key.stat().st_mode & 0o777 == 0o600

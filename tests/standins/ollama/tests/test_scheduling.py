@@ -7,6 +7,7 @@ tests check what the stand-in's HTTP layer does for any runtime (llama.cpp in th
 from __future__ import annotations
 
 import asyncio
+import itertools
 import tempfile
 import threading
 import time
@@ -63,6 +64,7 @@ class FakeRunner:
 @dataclass
 class FakeBackend:
     pace: float = 0.01
+    load_delay: float = 0.0
     runners: list[FakeRunner] = field(default_factory=list)
     loads: int = 0
     load_options: list[dict[str, Any]] = field(default_factory=list)
@@ -70,6 +72,7 @@ class FakeBackend:
 
     def load(self, path: Path, num_ctx: int, options: Mapping[str, Any]) -> FakeRunner:
         assert path.is_file()
+        time.sleep(self.load_delay)
         with self.lock:
             self.loads += 1
             self.load_options.append(dict(options))
@@ -109,8 +112,9 @@ def test_counters_and_durations_follow_the_runner(tmp_path: Path) -> None:
     assert final.load_duration > 0
     assert final.eval_duration >= 8 * 0.01 * 1e9
     assert final.total_duration >= final.eval_duration + final.prompt_eval_duration
+    # a model created without a template renders Ollama's default "{{ .Prompt }}"
     [prompt] = backend.runners[0].prompts
-    assert prompt.messages == (("user", "Why?"),)
+    assert prompt.text == "Why?"
 
 
 def test_options_reach_the_runner_and_raw_prompt(tmp_path: Path) -> None:
@@ -120,7 +124,7 @@ def test_options_reach_the_runner_and_raw_prompt(tmp_path: Path) -> None:
         options = {"temperature": 0, "seed": 42, "top_p": 0.5}
         ollama.Client(host=url).generate(model, "<raw>", raw=True, options=options)
     runner = backend.runners[0]
-    assert runner.prompts[0].raw == "<raw>"
+    assert runner.prompts[0].text == "<raw>"
     assert {k: runner.options[0][k] for k in options} == options
 
 
@@ -184,41 +188,67 @@ def test_openai_fields_map_to_options(tmp_path: Path) -> None:
     assert backend.runners[0].options[0]["temperature"] == 0
 
 
-def test_requests_beyond_parallel_queue_and_over_the_limit_get_503(tmp_path: Path) -> None:
-    backend = FakeBackend(pace=0.05)
-    with _serve(tmp_path, backend, num_parallel=1, max_queue=2) as url:
+def _burst(url: str, model: str, count: int, gap: float) -> list[tuple[int, float, float, str]]:
+    """``count`` requests started ``gap`` seconds apart: (status, start, end, body) each."""
+
+    async def one(client: httpx.AsyncClient) -> tuple[int, float, float, str]:
+        started = time.perf_counter()
+        body = {"model": model, "prompt": "x", "stream": False}
+        response = await client.post("/api/generate", json=body)
+        return response.status_code, started, time.perf_counter(), response.text
+
+    async def main() -> list[tuple[int, float, float, str]]:
+        async with httpx.AsyncClient(base_url=url, timeout=30) as client:
+            tasks = []
+            for _ in range(count):
+                tasks.append(asyncio.create_task(one(client)))
+                await asyncio.sleep(gap)
+            return await asyncio.gather(*tasks)
+
+    return asyncio.run(main())
+
+
+def test_a_loaded_model_queues_every_request_and_refuses_none(tmp_path: Path) -> None:
+    """server/sched.go GetRunner -> useLoadedRunner, llm/server.go Completion (sem.Acquire):
+    requests for a loaded model wait for a slot without limit, far past OLLAMA_MAX_QUEUE."""
+    backend = FakeBackend(pace=0.03)
+    with _serve(tmp_path, backend, num_parallel=1, max_queue=1) as url:
         model = _create(url)
+        assert ollama.Client(host=url).generate(model, "").done_reason == "load"
+        results = _burst(url, model, count=5, gap=0.02)
+    assert [r[0] for r in results] == [200] * 5
+    # one slot: each ends about one generation (10 pieces x 30 ms) after the one before, in
+    # the order they came
+    ends = [r[2] for r in results]
+    assert ends == sorted(ends)
+    assert all(later - earlier > 0.2 for earlier, later in itertools.pairwise(ends))
+    assert backend.loads == 1
 
-        async def one(client: httpx.AsyncClient) -> tuple[int, float, str]:
-            body = {"model": model, "prompt": "x", "stream": False}
-            response = await client.post("/api/generate", json=body)
-            return response.status_code, time.perf_counter(), response.text
 
-        async def main() -> list[tuple[int, float, str]]:
-            async with httpx.AsyncClient(base_url=url, timeout=30) as client:
-                tasks = []
-                for _ in range(4):
-                    tasks.append(asyncio.create_task(one(client)))
-                    await asyncio.sleep(0.05)
-                return await asyncio.gather(*tasks)
-
-        results = asyncio.run(main())
-        statuses = sorted(r[0] for r in results)
-        assert statuses == [200, 200, 200, 503]
-        [refused] = [r for r in results if r[0] == 503]
-        assert refused[2] == (
+def test_a_full_queue_while_the_model_loads_gets_503_at_once(tmp_path: Path) -> None:
+    """server/sched.go GetRunner: a request that needs a load goes to pendingReqCh (size
+    OLLAMA_MAX_QUEUE), worked one at a time; when it is full the answer is ErrMaxQueue at once
+    (server/routes.go handleScheduleError: 503)."""
+    backend = FakeBackend(pace=0.01, load_delay=0.8)
+    with _serve(tmp_path, backend, num_parallel=1, max_queue=1) as url:
+        model = _create(url)
+        # the first loads, the second waits in the queue, the third finds it full
+        results = _burst(url, model, count=3, gap=0.1)
+        statuses = [r[0] for r in results]
+        assert statuses == [200, 200, 503]
+        _, started, ended, text = results[2]
+        assert text == (
             '{"error":"server busy, please try again.  maximum pending requests exceeded"}'
         )
-        done = sorted(r[1] for r in results if r[0] == 200)
-        # one at a time: each finishes about one generation (10 x 50 ms) after the previous
-        assert done[2] - done[0] > 0.8
-        assert backend.loads == 1
-        # once the queue has drained, requests are served again
+        assert ended - started < 0.5  # refused at once, not after the load
+        # loaded now: requests queue again instead of being refused
+        assert [r[0] for r in _burst(url, model, count=3, gap=0.0)] == [200] * 3
         oai_status = httpx.post(
             f"{url}/v1/chat/completions",
             json={"model": model, "messages": [{"role": "user", "content": "x"}]},
         ).status_code
         assert oai_status == 200
+    assert backend.loads == 1
 
 
 def test_keep_alive_loads_expires_and_unloads(tmp_path: Path) -> None:

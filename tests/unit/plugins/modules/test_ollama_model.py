@@ -127,17 +127,65 @@ def test_diff_for_pull_and_delete(run: Any, standin: Standin) -> None:
     }
 
 
-def test_registry_source_rejects_gguf_options(run: Any, standin: Standin) -> None:
-    result = run({"name": MODEL, "api_url": standin.url, "parameters": {"num_ctx": 1}})
+def test_registry_source_rejects_gguf_options(run: Any, standin: Standin, gguf_file: Path) -> None:
+    """The argument spec's required_by: the options that shape a created model need a file."""
+    for option, value in (("parameters", {"num_ctx": 1}), ("template", "x"), ("system", "x")):
+        result = run({"name": MODEL, "api_url": standin.url, option: value})
+        assert result["failed"] is True
+        assert result["msg"] == f"missing parameter(s) required by '{option}': gguf_path"
+    args = {"name": MODEL, "api_url": standin.url, "source": "registry"}
+    result = run({**args, "gguf_path": str(gguf_file)})
     assert result["failed"] is True
-    assert "parameters only apply to source=gguf" in result["msg"]
+    assert "gguf_path only applies to source=gguf" in result["msg"]
     assert standin.log.requests == []
 
 
 def test_source_gguf_requires_a_path(run: Any, standin: Standin) -> None:
+    """The argument spec's required_if."""
     result = run({"name": "x", "api_url": standin.url, "source": "gguf"})
     assert result["failed"] is True
-    assert "source=gguf needs gguf_path" in result["msg"]
+    assert result["msg"] == "source is gguf but all of the following are missing: gguf_path"
+
+
+def test_unknown_parameter_names_are_refused(run: Any, standin: Standin, gguf_file: Path) -> None:
+    """Ollama's server stores any parameter name (server/create.go setParameters); only the CLI
+    checks them (api/types.go FormatParams). The module checks them as the CLI does."""
+    args = {"name": "edge/p", "api_url": standin.url, "gguf_path": str(gguf_file)}
+    result = run({**args, "parameters": {"num_ctxx": 2048}})
+    assert result["failed"] is True
+    assert result["msg"].startswith("parameters.num_ctxx is not an Ollama parameter; known: ")
+    assert "num_ctx" in result["msg"]
+    assert standin.log.requests == []
+
+
+def test_empty_template_and_go_formatted_values_are_no_change(
+    run: Any, standin: Standin, gguf_file: Path
+) -> None:
+    """server/create.go createModel ignores an empty template (show then answers the default,
+    {{ .Prompt }}); server/routes.go GetModelInfo prints parameters with Go's %#v (1e+06, Go
+    string escapes). Neither may make a second run report a change."""
+    args = {
+        "name": "edge/e",
+        "api_url": standin.url,
+        "gguf_path": str(gguf_file),
+        "template": "",
+        "parameters": {"num_ctx": 1000000, "stop": ["\n\nQuestion:", "\x01<end>\u200b"]},
+    }
+    assert run(args)["changed"] is True
+    shown = json.loads(
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{standin.url}/api/show", data=json.dumps({"model": "edge/e"}).encode()
+            )
+        ).read()
+    )
+    assert shown["template"] == "{{ .Prompt }}"
+    assert "num_ctx                        1e+06" in shown["parameters"]
+    assert '"\\n\\nQuestion:"' in shown["parameters"]
+    assert '"\\x01<end>\\u200b"' in shown["parameters"]
+    again = run(args)
+    assert again["changed"] is False
+    assert again["actions"] == []
 
 
 @pytest.mark.parametrize("name", ["", "a/b/c/d", "model:"])
