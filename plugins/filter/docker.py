@@ -1,3 +1,5 @@
+# Copyright: contributors to edgeai.appliance
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters for the docker role: the daemon.json merge and registry-mirror image references."""
 
 from __future__ import annotations
