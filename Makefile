@@ -26,7 +26,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # a test that would skip for a missing prerequisite fails instead: make installs them all
 export EDGEAI_NO_SKIP := 1
 
-.PHONY: help setup packages lint unit images integration molecule test lab lab-down clean
+.PHONY: help setup packages lint sanity unit images integration molecule test lab lab-down clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,13 +44,17 @@ setup: ## the pinned dev environment in .venv (fast when nothing changed)
 packages: setup ## Debian packages the tests drive for real (nginx + njs, testssl.sh, debootstrap, promtool, amtool, mtail)
 	$(LAB) packages
 
-lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook syntax
+lint: setup ## yamllint, ansible-lint (production profile), ruff, ansible-test sanity, playbook syntax
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(PY) tools/ansible_sanity.py
 	@# as a fresh checkout runs them: the collection resolves through its committed link
 	@for p in playbooks/*.yml; do env -u ANSIBLE_COLLECTIONS_PATH $(BIN)/ansible-playbook --syntax-check -i inventories/example $$p >/dev/null || exit 1; done; echo "syntax-check: playbooks/*.yml ok"
+
+sanity: setup ## ansible-test sanity (validate-modules, pylint, pep8, import, ...) on the collection as it ships
+	$(PY) tools/ansible_sanity.py
 
 unit: packages ## tests without Docker: collection, harness, stand-in, gateway on loopback, onnx_service
 	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker"

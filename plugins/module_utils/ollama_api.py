@@ -120,7 +120,7 @@ def parse_show_parameters(text: str) -> dict[str, list[str]]:
     for line in text.splitlines():
         if not line.strip():
             continue
-        key, _, raw = line.strip().partition(" ")
+        key, _sep, raw = line.strip().partition(" ")
         raw = raw.strip()
         try:
             value: Any = json.loads(raw)
