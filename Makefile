@@ -26,10 +26,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # a test that would skip for a missing prerequisite fails instead: make installs them all
 export EDGEAI_NO_SKIP := 1
 
-.PHONY: help setup packages lint sanity unit images integration molecule test lab lab-down clean
+.PHONY: help setup packages lint sanity unit unit-python unit-packages images integration \
+  molecule test lab lab-down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: ## the pinned dev environment in .venv (fast when nothing changed)
 	@want=$$(cat $(REQUIREMENT_INPUTS) | sha256sum | cut -d' ' -f1); \
@@ -56,10 +57,15 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff, ansible-test s
 sanity: setup ## ansible-test sanity (validate-modules, pylint, pep8, import, ...) on the collection as it ships
 	$(PY) tools/ansible_sanity.py
 
-unit: packages ## tests without Docker: collection, harness, stand-in, gateway on loopback, onnx_service
-	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker"
+unit: unit-python unit-packages ## tests without Docker
+
+unit-python: setup ## pure-Python tests: the collection, harness, stand-ins, onnx_service (no root, no apt)
+	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker and not packages"
 	cd onnx_service && ../$(BIN)/pytest -q
 	cd exporters/ollama_exporter && ../../$(BIN)/pytest -q
+
+unit-packages: packages ## tests that run Debian's nginx, testssl.sh, promtool, amtool, mtail, blackbox exporter
+	$(BIN)/pytest -q tests/unit tests/gateway -m "packages and not docker"
 
 images: setup ## Docker engine, lab image set and lab registry (cached by content hash)
 	$(LAB) images
