@@ -26,7 +26,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # a test that would skip for a missing prerequisite fails instead: make installs them all
 export EDGEAI_NO_SKIP := 1
 
-.PHONY: help setup packages lint sanity unit unit-python unit-packages images integration \
+.PHONY: help setup packages lint sanity docs unit unit-python unit-packages images integration \
   molecule test lab lab-down clean
 
 help: ## list the targets
@@ -56,6 +56,10 @@ lint: setup ## yamllint, ansible-lint (production profile), ruff, ansible-test s
 
 sanity: setup ## ansible-test sanity (validate-modules, pylint, pep8, import, ...) on the collection as it ships
 	$(PY) tools/ansible_sanity.py
+
+docs: setup ## regenerate the generated files: role README variable tables, Grafana dashboards
+	$(PY) tools/role_docs.py
+	cd tools/dashboards && ../../$(PY) -m edgeai_dashboards
 
 unit: unit-python unit-packages ## tests without Docker
 
