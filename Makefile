@@ -26,10 +26,11 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 # a test that would skip for a missing prerequisite fails instead: make installs them all
 export EDGEAI_NO_SKIP := 1
 
-.PHONY: help setup packages lint unit images integration molecule test lab lab-down clean
+.PHONY: help setup packages lint sanity docs unit unit-python unit-packages images integration \
+  molecule test lab lab-down clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 setup: ## the pinned dev environment in .venv (fast when nothing changed)
 	@want=$$(cat $(REQUIREMENT_INPUTS) | sha256sum | cut -d' ' -f1); \
@@ -40,23 +41,35 @@ setup: ## the pinned dev environment in .venv (fast when nothing changed)
 	  $(PY) -m pip install -q -r $(REQUIREMENTS); \
 	  echo "$$want" > $(STAMP); \
 	fi
-	@mkdir -p collections/ansible_collections/edgeai
-	@ln -sfn ../../.. collections/ansible_collections/edgeai/appliance
 
 packages: setup ## Debian packages the tests drive for real (nginx + njs, testssl.sh, debootstrap, promtool, amtool, mtail)
 	$(LAB) packages
 
-lint: setup ## yamllint, ansible-lint (production profile), ruff, playbook syntax
+lint: setup ## yamllint, ansible-lint (production profile), ruff, ansible-test sanity, playbook syntax
 	$(BIN)/yamllint --strict .
 	$(BIN)/ansible-lint --offline
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@for p in playbooks/*.yml; do $(BIN)/ansible-playbook --syntax-check -i inventories/example $$p >/dev/null || exit 1; done; echo "syntax-check: playbooks/*.yml ok"
+	$(PY) tools/ansible_sanity.py
+	@# as a fresh checkout runs them: the collection resolves through its committed link
+	@for p in playbooks/*.yml; do env -u ANSIBLE_COLLECTIONS_PATH $(BIN)/ansible-playbook --syntax-check -i inventories/example $$p >/dev/null || exit 1; done; echo "syntax-check: playbooks/*.yml ok"
 
-unit: packages ## tests without Docker: collection, harness, stand-in, gateway on loopback, onnx_service
-	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker"
+sanity: setup ## ansible-test sanity (validate-modules, pylint, pep8, import, ...) on the collection as it ships
+	$(PY) tools/ansible_sanity.py
+
+docs: setup ## regenerate the generated files: role README variable tables, Grafana dashboards
+	$(PY) tools/role_docs.py
+	cd tools/dashboards && ../../$(PY) -m edgeai_dashboards
+
+unit: unit-python unit-packages ## tests without Docker
+
+unit-python: setup ## pure-Python tests: the collection, harness, stand-ins, onnx_service (no root, no apt)
+	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker and not packages"
 	cd onnx_service && ../$(BIN)/pytest -q
 	cd exporters/ollama_exporter && ../../$(BIN)/pytest -q
+
+unit-packages: packages ## tests that run Debian's nginx, testssl.sh, promtool, amtool, mtail, blackbox exporter
+	$(BIN)/pytest -q tests/unit tests/gateway -m "packages and not docker"
 
 images: setup ## Docker engine, lab image set and lab registry (cached by content hash)
 	$(LAB) images
@@ -83,4 +96,5 @@ lab-down: setup ## remove the lab edge host and registry
 	$(LAB) down
 
 clean: lab-down ## remove the venv and caches too
-	rm -rf $(VENV) .cache .lab collections
+	rm -rf $(VENV) .cache .lab
+	find collections/ansible_collections -mindepth 1 -maxdepth 1 ! -name edgeai -exec rm -rf {} +

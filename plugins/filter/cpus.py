@@ -1,3 +1,5 @@
+# Copyright: contributors to edgeai.appliance
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters for CPU sets in Docker's and the kernel's list form ("0-2,5")."""
 
 from __future__ import annotations

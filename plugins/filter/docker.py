@@ -1,3 +1,5 @@
+# Copyright: contributors to edgeai.appliance
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters for the docker role: the daemon.json merge and registry-mirror image references."""
 
 from __future__ import annotations
@@ -60,11 +62,11 @@ def mirror_ref(ref: str, mirror: str | None) -> str:
     if not mirror:
         return ref
     mirror = mirror.rstrip("/")
-    first, _, rest = ref.partition("/")
+    first, _sep, rest = ref.partition("/")
     is_registry = bool(rest) and ("." in first or ":" in first or first == "localhost")
     if is_registry and first == "docker.io":
         ref = rest
-        first, _, rest = ref.partition("/")
+        first, _sep, rest = ref.partition("/")
     if not rest:
         return f"{mirror}/library/{ref}"
     return f"{mirror}/{ref}"

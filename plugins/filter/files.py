@@ -1,3 +1,5 @@
+# Copyright: contributors to edgeai.appliance
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Filters for the edgeai.appliance.files module: its directory and file entries from lists."""
 
 from __future__ import annotations

@@ -155,7 +155,7 @@ def parse_show_parameters(text: str) -> dict[str, list[str]]:
     for line in text.splitlines():
         if not line.strip():
             continue
-        key, _, raw = line.strip().partition(" ")
+        key, _sep, raw = line.strip().partition(" ")
         raw = raw.strip()
         value: Any = go_unquote(raw) if raw.startswith('"') else raw
         result.setdefault(key, []).append(canonical_value(value))

@@ -24,7 +24,7 @@ description:
     the engine does not answer.
   - Supports check mode (reports a change for a running container, sends nothing).
 author:
-  - edgeai.appliance contributors
+  - edgeai.appliance contributors (@edgeai)
 options:
   name:
     description: Name or ID of the container.

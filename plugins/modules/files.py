@@ -25,7 +25,7 @@ description:
     M(ansible.builtin.template) or M(ansible.builtin.copy) with C(validate), or render into a
     staging directory with this module, check it, then install it with O(files[].src).
 author:
-  - edgeai.appliance contributors
+  - edgeai.appliance contributors (@edgeai)
 options:
   directories:
     description:
@@ -92,8 +92,10 @@ notes:
 attributes:
   check_mode:
     support: full
+    description: Reports the paths that would change (RV(changed_paths)); changes nothing.
   diff_mode:
     support: full
+    description: Shows content diffs of text files, and mode and owner changes.
 """
 
 EXAMPLES = r"""

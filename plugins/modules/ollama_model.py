@@ -22,7 +22,7 @@ description:
     template or system prompt, differs from what Ollama has.
   - Uses only the Python standard library on the managed host.
 author:
-  - edgeai.appliance contributors
+  - edgeai.appliance contributors (@edgeai)
 options:
   name:
     description:

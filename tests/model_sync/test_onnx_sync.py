@@ -6,6 +6,7 @@ The tests build on each other in file order (one model repository, one pair of r
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -13,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from .conftest import Site, http
 from .models import mlp, reference, sample, sha256
+
+# the collection's own module_utils, through the checkout's committed collections/ link
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+from ansible_collections.edgeai.appliance.plugins.module_utils import (
+    onnx_repository as repo,
+)
 
 MODEL = "tiny"
 
@@ -219,3 +227,51 @@ def test_a_changed_file_for_a_listed_version_replaces_it(site: Site) -> None:
         server.shutdown()
         server.server_close()
     assert http("GET", f"{site.onnx_urls[0]}/v2/health/ready")[0] == 200
+
+
+def test_a_crash_between_moving_the_old_version_aside_and_renaming_the_new_one_in(
+    site: Site,
+) -> None:
+    """An earlier run died right after it moved version 3 aside (issue 14, item 10): the next
+    sync restores it first, so a rejected replacement rolls back to it instead of to nothing."""
+    v3b = site.files / "tiny-3b.onnx"
+    replacement = mlp(site.files / "tiny-3c.onnx", seed=333)
+    repository = repo.Repository(str(site.models_dir))
+    wanted = repo.Wanted(MODEL, 3, sha256(replacement), config="max_batch_size: 8\n")
+    step = repo.plan_model(wanted, repository.read(wanted), served_everywhere=True)
+    assert step is not None
+    assert step.replaces
+    staged = repository.staged_file(MODEL, 3)
+    staged.parent.mkdir(parents=True)
+    staged.write_bytes(replacement.read_bytes())
+
+    class CrashError(Exception):
+        pass
+
+    def crash(self: object, name: str, version: int) -> None:
+        raise CrashError  # the controller and the module died here: nothing after this ran
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(repo.Repository, "rename_in", crash)
+        with pytest.raises(CrashError):
+            repository.activate(step)
+    assert site.version_dirs(MODEL) == [2]
+    kept = site.models_dir / ".previous" / MODEL / "3" / "model.onnx"
+    assert kept.read_bytes() == v3b.read_bytes()
+    assert_serves(site, v3b, 3)  # the replicas still hold it in memory
+
+    broken = site.files / "tiny-3-broken.onnx"
+    broken.write_bytes(b"not an onnx model\n" * 64)
+    variables = {
+        "onnx_service_models": [entry(broken, 3, config={"max_batch_size": 8})],
+        "onnx_service_models_keep": 2,
+    }
+    result = site.run(variables, "--tags", "onnx")
+    assert result.rc != 0, result
+    assert "ONNX model 'tiny' version 3 was not installed" in result.stdout, result
+    assert "rejected the load (HTTP 400" in result.stdout
+    assert (site.models_dir / MODEL / "3" / "model.onnx").read_bytes() == v3b.read_bytes()
+    assert site.version_dirs(MODEL) == [2, 3]
+    assert not (site.models_dir / ".previous").exists()
+    assert not (site.models_dir / ".staging").exists()
+    assert_serves(site, v3b, 3)

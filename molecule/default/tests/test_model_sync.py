@@ -134,10 +134,12 @@ def test_a_sync_interrupted_half_way_leaves_the_old_version_and_the_next_run_com
              "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     seen = []
+    copying = False
     assert process.stdout is not None
     for line in process.stdout:
         seen.append(line)
-        if "Checksum the staged files" in line:
+        copying = copying or "Copy the model files to the staging area" in line
+        if copying and line.startswith(("changed: [", "ok: [")):  # the file is on the host
             os.killpg(process.pid, 9)  # the controller dies: no handler, no rescue runs
             break
     process.wait(timeout=60)
