@@ -179,11 +179,12 @@ def _file_args(path: str, mode: Any, owner: str | None, group: str | None) -> di
     }
 
 
-def _text_for_diff(data: bytes | None, secret: bool = False) -> str:
+def _text_for_diff(data: bytes | None, secret: bool = False, side: str = "") -> str:
     if data is None:
         return ""
     if secret:
-        return f"({len(data)} bytes of secret content, not shown)\n"
+        # the two sides must differ, or a diff display shows nothing changed
+        return f"({len(data)} bytes of secret content, not shown: {side})\n"
     if len(data) > _DIFF_TEXT_LIMIT or b"\x00" in data:
         return f"({len(data)} bytes, not shown)\n"
     return data.decode("utf-8", errors="replace")
@@ -261,8 +262,8 @@ class _Run:
                     {
                         "before_header": str(path) if old is not None else f"{path} (absent)",
                         "after_header": str(path),
-                        "before": _text_for_diff(old, spec["secret"]),
-                        "after": _text_for_diff(new, spec["secret"]),
+                        "before": _text_for_diff(old, spec["secret"], "the version on the host"),
+                        "after": _text_for_diff(new, spec["secret"], "the new version"),
                     }
                 )
             if self.check:

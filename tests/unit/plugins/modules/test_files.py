@@ -193,8 +193,9 @@ def test_a_secret_file_diff_shows_that_it_changed_never_its_content(
         results.append(result)
         assert result["changed_paths"] == [str(live), str(tmp_path / "nginx.conf")]
         key_diff, conf_diff = (d for d in result["diff"] if "before_header" in d)
-        assert key_diff["before"] == f"({len(KEY)} bytes of secret content, not shown)\n"
-        assert key_diff["after"] == key_diff["before"]
+        hidden = f"({len(KEY)} bytes of secret content, not shown: "
+        assert key_diff["before"] == hidden + "the version on the host)\n"
+        assert key_diff["after"] == hidden + "the new version)\n"
         assert conf_diff["after"] == "worker 2;\n"  # other files keep their diff
     for result in results:
         assert "PRIVATE KEY" not in str(result)
