@@ -205,6 +205,30 @@ def test_slow_headers_are_cut_off(multi: Gateway, ca: Path) -> None:
     assert request(multi.scenario.port, "GET", "/healthz", ca=ca).status == 200
 
 
+def test_trickled_headers_are_cut_off_too(multi: Gateway, ca: Path) -> None:
+    """The header timeout bounds the whole header, not each pause: a byte a second does not help."""
+    sock = raw_tls(multi, ca, "127.0.5.11")
+    start = time.monotonic()
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: gw\r\nX-Slow: ")
+        sock.settimeout(1)
+        while time.monotonic() - start < 30:
+            try:
+                if not sock.recv(4096):
+                    break
+            except TimeoutError:
+                pass
+            except OSError:
+                break
+            try:
+                sock.sendall(b"a")
+            except OSError:
+                break
+    finally:
+        sock.close()
+    assert time.monotonic() - start < 15
+
+
 def test_a_slow_body_is_cut_off_before_reaching_the_service(
     multi: Gateway, ca: Path, lab: Lab
 ) -> None:
