@@ -63,6 +63,7 @@ images: setup ## Docker engine, lab image set and lab registry (cached by conten
 
 integration: images packages ## roles and playbooks against this machine's Docker engine with lab images
 	source <($(LAB) env) && $(BIN)/pytest -q tests/gateway -m docker
+	source <($(LAB) env) && $(BIN)/pytest -q tests/exporters -m docker
 	source <($(LAB) env) && $(BIN)/pytest -q tests/model_sync
 	source <($(LAB) env) && cd onnx_service && ONNX_SERVICE_IMAGE=$$MSYNC_ONNX_IMAGE ../$(BIN)/pytest -q tests/test_container.py
 	source <($(LAB) env) && OLLAMA_STANDIN_IMAGE=$$MSYNC_OLLAMA_IMAGE $(BIN)/pytest -q tests/standins/ollama/integration
