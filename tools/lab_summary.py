@@ -6,6 +6,7 @@ Reads the emulated edge host's state through `docker`, so it reports what is rea
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,13 +79,22 @@ def collect() -> dict:
     }
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file that holds secrets: mode 0600 from its creation on, also over an older file."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+
+
 def main() -> int:
     try:
         summary = collect()
     except (RuntimeError, OSError, ValueError) as error:
         print(f"lab_summary: {error}", file=sys.stderr)
         return 1
-    SUMMARY.write_text(json.dumps(summary, indent=2) + "\n")
+    # every key and password of the lab, like secrets.json: readable by its owner only
+    write_private(SUMMARY, json.dumps(summary, indent=2) + "\n")
     EXAMPLES.mkdir(exist_ok=True)
     (EXAMPLES / "magika-v2.json").write_text(json.dumps(_magika_request()) + "\n")
     (EXAMPLES / "magika-v1.json").write_text(

@@ -94,9 +94,56 @@ def bundle_manifest(
     return {"images": entries}
 
 
+_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([bkmg]?)$")
+_PERCENT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)%$")
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+# Docker refuses memory limits under 6 MiB.
+_MEMORY_MIN = 6 * 1024**2
+
+
+def memory_limit(value: Any, total_mb: Any = 0, name: str = "memory limit") -> str:
+    """A container's memory limit in bytes (a string for docker_container's ``memory``).
+
+    ``value`` is a Docker size (``512m``, ``1.5g``, bytes) or a share of the host's memory
+    (``25%`` of ``total_mb``, the ``memtotal_mb`` fact); ``""`` means no limit and gives ``""``.
+    ``name`` (the variable) starts every error message.
+    """
+    text = str(value if value is not None else "").strip().lower()
+    if text == "":
+        return ""
+    size = _SIZE.match(text)
+    percent = _PERCENT.match(text)
+    if size:
+        limit = int(float(size.group(1)) * _UNITS[size.group(2)])
+    elif percent:
+        share = float(percent.group(1))
+        if not 0 < share <= 100:
+            raise AnsibleFilterError(f"{name}: {value!r} must be a share between 0% and 100%")
+        try:
+            total = int(float(total_mb or 0))
+        except (TypeError, ValueError) as error:
+            raise AnsibleFilterError(
+                f"{name}: the host's memory {total_mb!r} is not a number"
+            ) from error
+        if total <= 0:
+            raise AnsibleFilterError(
+                f"{name}: {value!r} is a share of the host's memory, which is unknown here "
+                "(gather facts, or give a size such as 2g)"
+            )
+        limit = int(total * 1024**2 * share / 100)
+    else:
+        raise AnsibleFilterError(
+            f"{name}: {value!r} is neither a size (512m, 2g) nor a share of the host's memory (25%)"
+        )
+    if limit < _MEMORY_MIN:
+        raise AnsibleFilterError(f"{name}: {value!r} is under Docker's minimum of 6 MiB")
+    return str(limit)
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
+            "memory_limit": memory_limit,
             "daemon_json_merge": daemon_json_merge,
             "mirror_ref": mirror_ref,
             "bundle_file": bundle_file,

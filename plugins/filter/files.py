@@ -10,7 +10,7 @@ from typing import Any
 
 from ansible.errors import AnsibleFilterError
 
-_ATTRIBUTES = ("mode", "owner", "group")
+_ATTRIBUTES = ("mode", "owner", "group", "secret")
 
 
 def file_specs(
@@ -21,7 +21,8 @@ def file_specs(
     suffix: str = "",
     **attributes: Any,
 ) -> list[dict[str, Any]]:
-    """One entry per name: ``path`` is directory/name+suffix, with the same mode, owner and group.
+    """One entry per name: ``path`` is directory/name+suffix, with the same mode, owner and group
+    (and ``secret``: true keeps the files' contents out of diffs).
 
     ``contents`` (a list as long as ``names``, for example from a ``query`` of the template lookup)
     gives each file its content; ``src_dir`` makes each file a copy of src_dir/name on the host.
@@ -35,7 +36,13 @@ def file_specs(
     if contents is not None and src_dir is not None:
         raise AnsibleFilterError("file_specs: give contents or src_dir, not both")
     names = [str(name) for name in names]
-    common = {key: str(value) for key, value in attributes.items() if value is not None}
+    common: dict[str, Any] = {
+        key: value if key == "secret" else str(value)
+        for key, value in attributes.items()
+        if value is not None
+    }
+    if not isinstance(common.get("secret", False), bool):
+        raise AnsibleFilterError("file_specs: secret must be true or false")
     specs = [{"path": posixpath.join(directory, name) + suffix, **common} for name in names]
     if contents is not None:
         contents = list(contents)

@@ -21,6 +21,7 @@ description:
   - A file is replaced atomically (written next to its destination, then renamed) and only when
     its content differs. Modes and owners are set only when they differ.
   - Supports check mode and diff mode (content diffs for text files, and mode and owner changes).
+    A file marked O(files[].secret) never shows its content in a diff, only that it changed.
   - For files that must be checked by a command before they land, use
     M(ansible.builtin.template) or M(ansible.builtin.copy) with C(validate), or render into a
     staging directory with this module, check it, then install it with O(files[].src).
@@ -79,6 +80,16 @@ options:
       group:
         description: Group, a group name or a numeric GID. Left as it is when unset.
         type: str
+      secret:
+        description:
+          - The file holds a secret (a private key, a password hash, credentials). Its diff says
+            that the content changed and how many bytes it has, never the content itself, so
+            C(--diff) runs and their logs (CI, AWX) do not carry it.
+          - A secret given as O(files[].content) is also a module argument, and Ansible logs the
+            arguments of a task on the managed host unless the task has C(no_log=true); copy
+            secrets from a file on the host with O(files[].src) or set C(no_log) on the task.
+        type: bool
+        default: false
   absent:
     description:
       - Paths that must not exist, removed last (a directory with everything in it).
@@ -87,8 +98,8 @@ options:
     default: []
 notes:
   - Exactly one of O(files[].content) and O(files[].src) is required for each file.
-  - Give file contents that are secrets in a task with C(no_log=true); the module cannot hide
-    them from the diff otherwise.
+  - Mark files that hold secrets with O(files[].secret) (their diffs show no content); give
+    secret contents in a task with C(no_log=true).
 attributes:
   check_mode:
     support: full
@@ -113,6 +124,14 @@ EXAMPLES = r"""
         mode: "0644"
     absent:
       - /etc/edgeai/app/old.yml
+
+- name: Install a private key from staging (its diff says it changed, never what it holds)
+  edgeai.appliance.files:
+    files:
+      - path: /etc/app/live/tls/key.pem
+        src: /etc/app/staging/tls/key.pem
+        mode: "0640"
+        secret: true
 
 - name: Install a checked staging directory (file_specs builds one entry per name)
   edgeai.appliance.files:
@@ -162,9 +181,12 @@ def _file_args(path: str, mode: Any, owner: str | None, group: str | None) -> di
     }
 
 
-def _text_for_diff(data: bytes | None) -> str:
+def _text_for_diff(data: bytes | None, secret: bool = False, side: str = "") -> str:
     if data is None:
         return ""
+    if secret:
+        # the two sides must differ, or a diff display shows nothing changed
+        return f"({len(data)} bytes of secret content, not shown: {side})\n"
     if len(data) > _DIFF_TEXT_LIMIT or b"\x00" in data:
         return f"({len(data)} bytes, not shown)\n"
     return data.decode("utf-8", errors="replace")
@@ -242,8 +264,8 @@ class _Run:
                     {
                         "before_header": str(path) if old is not None else f"{path} (absent)",
                         "after_header": str(path),
-                        "before": _text_for_diff(old),
-                        "after": _text_for_diff(new),
+                        "before": _text_for_diff(old, spec["secret"], "the version on the host"),
+                        "after": _text_for_diff(new, spec["secret"], "the new version"),
                     }
                 )
             if self.check:
@@ -304,6 +326,7 @@ def main() -> None:
                     "path": {"type": "path", "required": True},
                     "content": {"type": "str"},
                     "src": {"type": "path"},
+                    "secret": {"type": "bool", "default": False},
                     **_OWNED,
                 },
                 "mutually_exclusive": [["content", "src"]],
@@ -320,6 +343,10 @@ def main() -> None:
     for path in module.params["absent"]:
         if not Path(path).is_absolute() or Path(path) == Path("/"):
             module.fail_json(msg=f"files: absent paths must be absolute and not /, got {path!r}")
+    for spec in module.params["files"]:
+        if spec["secret"] and spec["content"]:
+            # never echoed back in the result, whatever else goes wrong
+            module.no_log_values.add(spec["content"])
     run = _Run(module)
     for spec in module.params["directories"]:
         run.directory(spec)

@@ -25,11 +25,19 @@ def tls_context(ca: Path) -> ssl.SSLContext:
     return ctx
 
 
-def connect(port: int, ca: Path | None, host: str = "127.0.0.1") -> http.client.HTTPConnection:
-    """HTTP or (with a CA to verify against) HTTPS; the certificate must carry `host`."""
+def connect(
+    port: int, ca: Path | None, host: str = "127.0.0.1", source: str | None = None
+) -> http.client.HTTPConnection:
+    """HTTP or (with a CA to verify against) HTTPS; the certificate must carry `host`.
+
+    `source` is the client's own address (another 127.x address looks like another client).
+    """
+    bind = (source, 0) if source else None
     if ca is None:
-        return http.client.HTTPConnection(host, port, timeout=30)
-    return http.client.HTTPSConnection(host, port, timeout=30, context=tls_context(ca))
+        return http.client.HTTPConnection(host, port, timeout=30, source_address=bind)
+    return http.client.HTTPSConnection(
+        host, port, timeout=30, context=tls_context(ca), source_address=bind
+    )
 
 
 def request(
@@ -41,9 +49,10 @@ def request(
     headers: dict[str, str] | None = None,
     body: bytes | None = None,
     conn: http.client.HTTPConnection | None = None,
+    source: str | None = None,
 ) -> Response:
     own = conn is None
-    c = conn or connect(port, ca)
+    c = conn or connect(port, ca, source=source)
     try:
         c.request(method, path, body=body, headers=headers or {})
         resp = c.getresponse()

@@ -221,6 +221,8 @@ def lab() -> Iterator[Lab]:
             "gateway_rate_limit_anonymous": {"rate": "1r/m", "burst": 3},
             # back-pressure: two requests in flight to the one Ollama server, no more
             "gateway_llm_max_conns": 2,
+            # two ONNX bodies at a time may wait in temp files (test_gateway_abuse.py)
+            "gateway_body_buffer_slots": 2,
         },
         # Two local Ollama replicas plus a peer host from an inventory group, every feature on.
         "gw-multi": {
@@ -237,10 +239,14 @@ def lab() -> Iterator[Lab]:
             "gateway_rate_limit_llm": {"rate": "100r/s", "burst": 500},
             "gateway_rate_limit_anonymous": {"rate": "100r/s", "burst": 500},
             "gateway_body_size_llm": "1k",
-            "gateway_body_size_onnx": "8k",
+            # the ONNX routes take the service's own limit (tests/gateway/test_gateway_render.py)
+            "onnx_service_max_request_bytes": 8192,
             "gateway_tls_subject_alt_names": ["edge-1.example.test", "10.1.2.3"],
             "gateway_error_log_level": "info",
             "gateway_upstream_fail_timeout": "30s",
+            # slow clients are cut off sooner than by default, so that the tests wait less
+            "gateway_client_header_timeout": "3s",
+            "gateway_client_body_timeout": "3s",
         },
         # The user brings a certificate and key.
         "gw-provided": {

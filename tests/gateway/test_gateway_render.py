@@ -6,10 +6,11 @@ import hashlib
 import re
 import subprocess
 
-import bcrypt
 import pytest
+import yaml
+from passlib.hash import sha512_crypt
 
-from .conftest import Lab
+from .conftest import REPO, Lab
 
 SCENARIOS = ["gw-minimal", "gw-multi", "gw-provided", "gw-plain"]
 
@@ -57,13 +58,14 @@ def test_keys_are_stored_only_as_hashes(lab: Lab) -> None:
     assert '"alice"' in keys_conf
 
 
-def test_prometheus_htpasswd_is_bcrypt(lab: Lab) -> None:
+def test_prometheus_htpasswd_is_a_cheap_salted_sha512_crypt(lab: Lab) -> None:
+    """A wrong password must cost the nginx worker little: SHA-512 crypt at its fewest rounds."""
     line = (lab.scenarios["gw-multi"].staging / "prometheus.htpasswd").read_text().strip()
     user, hashed = line.split(":", 1)
     assert user == "prom"
-    assert hashed.startswith("$2b$")
-    assert bcrypt.checkpw(b"prometheus-password-1", hashed.encode())
-    assert not bcrypt.checkpw(b"wrong", hashed.encode())
+    assert hashed.startswith("$6$rounds=1000$")
+    assert sha512_crypt.verify("prometheus-password-1", hashed)
+    assert not sha512_crypt.verify("wrong", hashed)
 
 
 def test_pools_include_the_inventory_group_peer(lab: Lab) -> None:
@@ -134,6 +136,51 @@ def test_certificate_is_renewed_inside_the_renewal_window(lab: Lab) -> None:
 )
 def test_preflight_names_the_variable(lab: Lab, override: str, message: str) -> None:
     path = lab.root / "override.json"
+    path.write_text(override)
+    result = lab.run_playbook("--limit", "gw-minimal", "-e", f"@{path}")
+    assert result.returncode != 0
+    assert message in result.stdout
+
+
+def onnx_body_limits(conf: str) -> set[str]:
+    """client_max_body_size of every ONNX location (/v1/, /v2, /v2/repository/)."""
+    limits = set()
+    for head in ("location ^~ /v2/repository/ {", "location /v1/ {", "location ~ ^/v2(/|$) {"):
+        block = conf.split(head, 1)[1].split("proxy_pass", 1)[0]
+        limits.update(re.findall(r"client_max_body_size (\S+);", block))
+    return limits
+
+
+def test_the_onnx_body_limit_is_the_services_own(lab: Lab) -> None:
+    """gw-multi sets onnx_service_max_request_bytes (as the onnx_service role's variable), the
+    others leave it to that role's default; no scenario states the gateway's ONNX limit itself."""
+    onnx_default = yaml.safe_load((REPO / "roles/onnx_service/defaults/main.yml").read_text())[
+        "onnx_service_max_request_bytes"
+    ]
+    multi = (lab.scenarios["gw-multi"].staging / "nginx.conf").read_text()
+    assert onnx_body_limits(multi) == {"8192"}
+    minimal = (lab.scenarios["gw-minimal"].staging / "nginx.conf").read_text()
+    assert onnx_body_limits(minimal) == {str(onnx_default)}
+    for scenario in lab.scenarios.values():
+        assert "gateway_body_size_onnx" not in scenario.variables
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ('{"gateway_body_size_onnx": "64m"}', "at most the ONNX service's own limit"),
+        ('{"gateway_memory_limit": "96m"}', "64 MiB more than the tmpfs"),
+        ('{"gateway_memory_limit": "lots"}', "gateway_memory_limit: 'lots' is neither a size"),
+        (
+            '{"gateway_prometheus_users": [{"name": "p", "password": "twelve-chars"}]}',
+            "passwords of 16 characters or more",
+        ),
+    ],
+)
+def test_limits_that_cannot_work_together_fail_in_preflight(
+    lab: Lab, override: str, message: str
+) -> None:
+    path = lab.root / "override-limits.json"
     path.write_text(override)
     result = lab.run_playbook("--limit", "gw-minimal", "-e", f"@{path}")
     assert result.returncode != 0

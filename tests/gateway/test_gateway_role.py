@@ -220,3 +220,23 @@ def test_a_new_key_is_live_after_a_reload_not_a_restart(site: Site) -> None:
     ca = site.root / "ca" / "ca.crt"
     resp = request(site.port, "GET", "/api/tags", ca=ca, headers={"X-API-Key": new_key})
     assert resp.status == 404  # authenticated, proxied to the stand-in
+
+
+def test_a_diff_over_a_key_change_never_shows_a_secret(site: Site) -> None:
+    """--diff on a new TLS key and a new Prometheus password: reported as changed, never shown."""
+    old_key = (site.live / "tls" / "key.pem").read_text()
+    (site.root / "cfg" / "staging" / "tls" / "key.pem").unlink()
+    users = {"gateway_prometheus_users": [{"name": "prom", "password": "role-test-password-two"}]}
+    result = site.converge("--diff", "-e", json.dumps(users))
+    assert result.returncode == 0, result.stdout + result.stderr
+    new_key = (site.live / "tls" / "key.pem").read_text()
+    assert new_key != old_key
+    htpasswd = (site.live / "prometheus.htpasswd").read_text()
+    output = result.stdout + result.stderr
+    assert "PRIVATE KEY" not in output
+    assert htpasswd.split(":", 1)[1].strip() not in output
+    assert "prom:$" not in output
+    # the diff ran: both secret files are named as changed, with their contents withheld
+    assert output.count("bytes of secret content, not shown: the new version") >= 4, output[-6000:]
+    assert f"{site.live}/tls/key.pem" in output
+    assert f"{site.live}/prometheus.htpasswd" in output

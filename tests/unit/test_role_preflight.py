@@ -12,8 +12,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "tests/unit/playbooks/role_preflight.yml"
-# each role's preflight tag (the docker role's predates the underscore convention)
-PREFLIGHT_TAGS = {"docker": "docker-preflight", "ollama": "ollama_preflight"}
+# each role's preflight tag is <role>_preflight (the docker role's predates that convention)
+PREFLIGHT_TAGS = {"docker": "docker-preflight"}
+# what the exporters role needs before it looks at anything else
+PROBE_SECRETS = {
+    "exporters_blackbox_api_key": "k" * 40,
+    "exporters_blackbox_prometheus_user": "probe",
+    "exporters_blackbox_prometheus_password": "probe-password-0123",
+}
 
 
 def _run(role: str, extra_vars: dict) -> subprocess.CompletedProcess[str]:
@@ -29,7 +35,7 @@ def _run(role: str, extra_vars: dict) -> subprocess.CompletedProcess[str]:
             "-i", "localhost,",
             "-e", "ansible_python_interpreter=" + sys.executable,
             "--check",
-            "--tags", PREFLIGHT_TAGS[role],
+            "--tags", PREFLIGHT_TAGS.get(role, f"{role}_preflight"),
             "-e", json.dumps({"preflight_role": f"edgeai.appliance.{role}", **extra_vars}),
             str(PLAYBOOK),
         ],
@@ -47,6 +53,13 @@ def _run(role: str, extra_vars: dict) -> subprocess.CompletedProcess[str]:
     [
         ("docker", {"docker_engine_source": "distro", "docker_daemon_options": {"debug": False}}),
         ("ollama", {"ollama_cpuset_cpus": "0-2,5", "ollama_keep_alive": "30m"}),
+        ("ollama", {"ollama_memory_limit": "12.5%", "ollama_exporter_memory_limit": "48m"}),
+        (
+            "onnx_service",
+            {"onnx_service_memory_limit": "2g", "onnx_service_max_request_bytes": 4096},
+        ),
+        ("prometheus", {"prometheus_memory_limit": "5%"}),
+        ("exporters", {**PROBE_SECRETS, "exporters_cadvisor_memory_limit": "300m"}),
     ],
 )
 def test_good_variables_pass(role: str, extra_vars: dict) -> None:
@@ -73,6 +86,21 @@ def test_good_variables_pass(role: str, extra_vars: dict) -> None:
         ("ollama", {"ollama_cpuset_cpus": "3-1"}, "ollama_cpuset_cpus"),
         ("ollama", {"ollama_keep_alive": "forever"}, "ollama_keep_alive"),
         ("ollama", {"ollama_replicas": 0}, "ollama_replicas"),
+        ("ollama", {"ollama_memory_limit": "150%"}, "ollama_memory_limit"),
+        ("ollama", {"ollama_exporter_memory_limit": "64 MB"}, "ollama_exporter_memory_limit"),
+        ("onnx_service", {"onnx_service_memory_limit": "lots"}, "onnx_service_memory_limit"),
+        (
+            "onnx_service",
+            {"onnx_service_settings": {"max_request_bytes": 1048576}},
+            "onnx_service_max_request_bytes",
+        ),
+        ("prometheus", {"prometheus_memory_limit": "1 gig"}, "prometheus_memory_limit"),
+        ("alertmanager", {"alertmanager_memory_limit": "2mb"}, "alertmanager_memory_limit"),
+        (
+            "exporters",
+            {**PROBE_SECRETS, "exporters_mtail_memory_limit": "1m"},
+            "exporters_mtail_memory_limit",
+        ),
     ],
 )
 def test_bad_variables_fail_naming_the_variable(role: str, extra_vars: dict, named: str) -> None:

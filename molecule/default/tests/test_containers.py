@@ -75,3 +75,43 @@ def test_service_host_ports_are_on_loopback_only(host) -> None:
     assert host.socket("tcp://127.0.0.1:11435").is_listening
     assert not host.socket("tcp://0.0.0.0:8001").is_listening
     assert not host.socket("tcp://0.0.0.0:11435").is_listening
+
+
+def test_every_container_has_a_memory_limit(host) -> None:
+    """A memory limit per container (a variable per role): one container's OOM stays its own."""
+    limits = {c["Name"].lstrip("/"): c["HostConfig"]["Memory"] for c in _appliance_containers(host)}
+    assert limits
+    assert all(limit > 0 for limit in limits.values()), limits
+    meminfo = host.file("/proc/meminfo").content_string
+    total = next(int(line.split()[1]) for line in meminfo.splitlines() if "MemTotal" in line)
+    assert all(limit < total * 1024 for limit in limits.values()), (limits, total)
+
+
+def oom_kills(host, pid: int) -> int:
+    """The OOM kills counted in a process's memory cgroup (cgroup v1 or v2)."""
+    for line in host.file(f"/proc/{pid}/cgroup").content_string.splitlines():
+        number, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            events = host.file(f"/sys/fs/cgroup/memory{path}/memory.oom_control").content_string
+            break
+        if number == "0" and controllers == "":
+            unified = path
+    else:
+        events = host.file(f"/sys/fs/cgroup{unified}/memory.events").content_string
+    return int(dict(line.split() for line in events.splitlines())["oom_kill"])
+
+
+def test_a_container_past_its_limit_is_stopped_alone(host) -> None:
+    """A process in the Ollama exporter (64 MiB) allocates 160 MiB: the kernel kills it inside
+    that container's cgroup, the exporter and everything else keep running."""
+    exporter = json.loads(host.check_output("docker inspect ollama-exporter"))[0]
+    assert exporter["HostConfig"]["Memory"] <= 64 * 1024 * 1024
+    started = {c["Name"]: c["State"]["StartedAt"] for c in _appliance_containers(host)}
+    hog = host.run(
+        "docker exec ollama-exporter python3 -c 'b = bytearray(160 * 1024 * 1024); print(len(b))'"
+    )
+    assert hog.rc == 137, (hog.rc, hog.stdout, hog.stderr)  # SIGKILL from the OOM killer
+    assert oom_kills(host, exporter["State"]["Pid"]) >= 1
+    after = {c["Name"]: c["State"] for c in _appliance_containers(host)}
+    assert all(state["Running"] for state in after.values()), after
+    assert {name: state["StartedAt"] for name, state in after.items()} == started

@@ -61,7 +61,14 @@ def test_engine_metrics_only_on_loopback(host) -> None:
 
 @pytest.mark.parametrize(
     ("network", "internal"),
-    [("edge_front", False), ("edge_host", False), ("edge_back", True), ("edge_mon", True)],
+    [
+        ("edge_front", False),
+        ("edge_host", False),
+        ("edge_back", True),
+        ("edge_mon", True),
+        ("edge_scrape", True),
+        ("edge_probe", True),
+    ],
 )
 def test_appliance_networks(host, network: str, internal: bool) -> None:
     details = json.loads(host.check_output(f"docker network inspect {network}"))[0]

@@ -1,7 +1,7 @@
 """The exporters on the edge host (roles/exporters): healthy and locked down, each serving what
 Prometheus will scrape, probes through the gateway succeeding, and the file_sd fragments listing
-them. No Prometheus is needed: the exporters are queried directly from the monitoring network
-(`docker exec` into the blackbox exporter, which sits on edge_mon)."""
+them. The exporters are queried from where Prometheus scrapes them (`docker exec` into the
+Prometheus container, which joins edge_mon, edge_scrape and edge_probe)."""
 
 from __future__ import annotations
 
@@ -34,8 +34,8 @@ def inspect(host, name: str) -> dict:
 
 
 def from_mon(host, url: str) -> str:
-    """GET a URL from inside edge_mon (where Prometheus will be)."""
-    return host.check_output(f"docker exec blackbox-exporter wget -q -O - '{url}'")
+    """GET a URL from inside the Prometheus container, the one client of every exporter."""
+    return host.check_output(f"docker exec prometheus wget -q -O - '{url}'")
 
 
 def metric(text: str, name: str, /, **labels: str) -> float | None:
@@ -81,8 +81,12 @@ def test_exporter_is_unprivileged(host, name: str) -> None:
     assert config["RestartPolicy"]["Name"] == "unless-stopped"
     assert container["Config"]["User"].split(":")[0] not in ("", "0", "root")
     assert container["Config"]["Labels"]["org.edgeai.role"] == "exporters"
-    if name != "node-exporter":
+    if name == "blackbox-exporter":
+        # its own network with Prometheus and the gateway: /probe sends the probe's credentials
+        assert set(container["NetworkSettings"]["Networks"]) == {"edge_probe"}
+    elif name != "node-exporter":
         assert set(container["NetworkSettings"]["Networks"]) == {"edge_mon"}
+    assert config["Memory"] > 0
 
 
 def test_cadvisor_is_off_in_the_lab(host) -> None:
@@ -155,7 +159,7 @@ def test_mtail_counts_gateway_requests_by_route_status_class_and_client(host) ->
 
 def probe(host, path: str, module: str) -> str:
     target = urllib.parse.quote(f"https://gateway:30080{path}", safe="")
-    return from_mon(host, f"http://127.0.0.1:9115/probe?module={module}&target={target}")
+    return from_mon(host, f"http://blackbox-exporter:9115/probe?module={module}&target={target}")
 
 
 @pytest.mark.parametrize("route", sorted(ROUTES))
@@ -211,7 +215,7 @@ def test_fragments_list_each_job(host) -> None:
     assert len(fragment(host, "blackbox")) == len(ROUTES)
 
 
-def test_onnx_service_replicas_are_listed_and_scrapable_from_edge_mon(host) -> None:
+def test_onnx_service_replicas_are_listed_and_scrapable_by_prometheus(host) -> None:
     targets = [t for g in fragment(host, "onnx_service") for t in g["targets"]]
     assert targets
     assert "onnx-service:8001" in targets

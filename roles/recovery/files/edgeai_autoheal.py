@@ -2,7 +2,8 @@
 """edgeai-autoheal: restart appliance containers that Docker reports unhealthy.
 
 Docker's restart policies act on exits only; a container whose healthcheck fails keeps running.
-This service polls the Docker API (the engine's unix socket; no container gets the socket),
+This service polls the Docker API (the engine's unix socket; of the appliance's containers only
+cAdvisor's GET-only API proxy mounts it, see roles/exporters/tasks/cadvisor_docker_api.yml),
 restarts every labelled container that turned unhealthy, and writes the containers' state as a
 node_exporter textfile so that Prometheus sees restarts and health.
 

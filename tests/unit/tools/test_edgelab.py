@@ -11,6 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
+import lab_summary
 from edgelab import caps, images
 from edgelab.engine import wait_until
 from edgelab.secrets import NAMES, ensure_secrets
@@ -172,3 +173,33 @@ def test_fragments_add_images_and_may_not_redefine_one(tmp_path: Path) -> None:
     (fragments / "c.yml").write_text("images:\n  a: {context: b}\n")
     with pytest.raises(images.SpecError, match=r"c\.yml: image 'a' is already defined"):
         images.load_spec(spec, tmp_path)
+
+
+def test_the_lab_summary_is_private_like_the_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """.lab/summary.json holds every key and password: 0600, also when an older one was 0644."""
+    summary = {
+        "url": "https://127.0.0.1:30080",
+        "ca_cert": "/x/ca.crt",
+        "api_keys": {"user": "u" * 64, "admin": "a" * 64},
+        "prometheus": {"user": "lab", "password": "p" * 64},
+        "grafana": {"user": "admin", "password": "g" * 64},
+        "models": {"onnx": ["magika"], "ollama": ["gemma3:270m"]},
+        "standins": ["grafana", "ollama"],
+        "containers": [],
+    }
+    target = tmp_path / "summary.json"
+    target.write_text("{}")
+    target.chmod(0o644)
+    monkeypatch.setattr(lab_summary, "collect", lambda: summary)
+    monkeypatch.setattr(lab_summary, "SUMMARY", target)
+    monkeypatch.setattr(lab_summary, "EXAMPLES", tmp_path / "examples")
+    monkeypatch.setattr(lab_summary, "ROOT", tmp_path)
+    assert lab_summary.main() == 0
+    assert json.loads(target.read_text()) == summary
+    assert target.stat().st_mode & 0o777 == 0o600
+    target.unlink()
+    assert lab_summary.main() == 0
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert "a" * 64 in capsys.readouterr().out

@@ -10,6 +10,7 @@ from ansible_collections.edgeai.appliance.plugins.filter.docker import (
     bundle_file,
     bundle_manifest,
     daemon_json_merge,
+    memory_limit,
     mirror_ref,
 )
 
@@ -109,3 +110,36 @@ def test_bundle_manifest_names_a_missing_image() -> None:
 
 def test_bundle_file_names_are_safe() -> None:
     assert bundle_file("reg.local:5000/a/b:1") == "reg.local_5000_a_b_1.tar"
+
+
+@pytest.mark.parametrize(
+    ("value", "total_mb", "expected"),
+    [
+        ("512m", 0, str(512 * 1024**2)),
+        ("1G", 0, str(1024**3)),
+        ("1.5g", 0, str(int(1.5 * 1024**3))),
+        ("65536k", 0, str(64 * 1024**2)),
+        (268435456, 0, "268435456"),
+        ("25%", 8000, str(int(8000 * 1024**2 / 4))),
+        ("100%", 1024, str(1024**3)),
+        ("", 0, ""),
+    ],
+)
+def test_memory_limit_in_bytes(value: object, total_mb: int, expected: str) -> None:
+    assert memory_limit(value, total_mb, "x_memory_limit") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "total_mb", "message"),
+    [
+        ("lots", 0, "x_memory_limit: 'lots' is neither a size"),
+        ("2 g", 0, "is neither a size"),
+        ("25%", 0, "share of the host's memory, which is unknown here"),
+        ("0%", 4096, "between 0% and 100%"),
+        ("150%", 4096, "between 0% and 100%"),
+        ("4m", 0, "under Docker's minimum of 6 MiB"),
+    ],
+)
+def test_memory_limit_mistakes_name_the_variable(value: str, total_mb: int, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        memory_limit(value, total_mb, "x_memory_limit")

@@ -40,3 +40,11 @@ def test_copies_from_a_staging_directory() -> None:
 def test_mistakes_are_named(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=message.replace("(", r"\(").replace(")", r"\)")):
         file_specs(["a"], "/d", **kwargs)  # type: ignore[arg-type]
+
+
+def test_secret_marks_every_entry_and_must_be_a_boolean() -> None:
+    assert file_specs(["tls/key.pem"], "/live", src_dir="/staging", mode="0640", secret=True) == [
+        {"path": "/live/tls/key.pem", "mode": "0640", "secret": True, "src": "/staging/tls/key.pem"}
+    ]
+    with pytest.raises(AnsibleFilterError, match="secret must be true or false"):
+        file_specs(["k"], "/live", mode="0640", secret="yes")

@@ -170,3 +170,44 @@ def test_a_missing_directory_fails_without_writing(tmp_path: Path, run_module: R
     )
     assert result["failed"] is True
     assert "does not exist" in result["msg"]
+
+
+KEY = "-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIOldKey\n-----END EC PRIVATE KEY-----\n"
+
+
+def test_a_secret_file_diff_shows_that_it_changed_never_its_content(
+    tmp_path: Path, run_module: RunModule
+) -> None:
+    staging = tmp_path / "staging-key.pem"
+    staging.write_text(KEY)
+    live = tmp_path / "key.pem"
+    secret = {"path": str(live), "src": str(staging), "mode": "0640", "secret": True}
+    plain = {"path": str(tmp_path / "nginx.conf"), "content": "worker 1;\n", "mode": "0640"}
+    first = run_module(files.main, {"files": [secret, plain]}, diff=True)
+    assert live.read_text() == KEY
+    staging.write_text(KEY.replace("OldKey", "NewKey"))
+    plain["content"] = "worker 2;\n"
+    results = [first]
+    for check in (True, False):
+        result = run_module(files.main, {"files": [secret, plain]}, check=check, diff=True)
+        results.append(result)
+        assert result["changed_paths"] == [str(live), str(tmp_path / "nginx.conf")]
+        key_diff, conf_diff = (d for d in result["diff"] if "before_header" in d)
+        hidden = f"({len(KEY)} bytes of secret content, not shown: "
+        assert key_diff["before"] == hidden + "the version on the host)\n"
+        assert key_diff["after"] == hidden + "the new version)\n"
+        assert conf_diff["after"] == "worker 2;\n"  # other files keep their diff
+    for result in results:
+        assert "PRIVATE KEY" not in str(result)
+    assert "NewKey" in live.read_text()
+
+
+def test_secret_content_never_comes_back_in_the_result(
+    tmp_path: Path, run_module: RunModule
+) -> None:
+    path = tmp_path / "password"
+    args = {"files": [{"path": str(path), "content": "hunter2-hunter2", "mode": "0400"}]}
+    args["files"][0]["secret"] = True
+    result = run_module(files.main, args, diff=True)
+    assert path.read_text() == "hunter2-hunter2"
+    assert "hunter2" not in str(result)

@@ -1,0 +1,109 @@
+"""Who can reach what inside the edge host (issue #14 item 8).
+
+The model servers' APIs have no authentication of their own (the gateway's admin check is the only
+one), and the blackbox exporter sends the probe key or the Prometheus password to whatever target a
+/probe request names. So: only the gateway reaches Ollama and onnx_service (edge_back), only
+Prometheus scrapes onnx_service (edge_scrape), only Prometheus asks the blackbox exporter to probe
+(edge_probe). A throwaway container on a network plays a compromised container there (Grafana on
+edge_mon); a container on edge_back is the control that the probe itself works. (edge_host, which
+carries the loopback host ports, still links the containers on it: see the notes of #14.)
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+
+from appliance_lab import IMAGES, SECRETS
+
+PYTHON_IMAGE = IMAGES["images"]["python"]
+PROBE = """
+import socket, sys
+out = []
+for target in sys.argv[1:]:
+    name, port = target.rsplit(":", 1)
+    s = socket.socket()
+    s.settimeout(2)
+    try:
+        s.connect((name, int(port)))
+        out.append("open")
+    except socket.gaierror:
+        out.append("unresolved")
+    except ConnectionRefusedError:
+        out.append("refused")
+    except OSError:
+        out.append("dropped")
+    finally:
+        s.close()
+print(" ".join(out))
+"""
+
+
+def addresses(host, container: str) -> list[str]:
+    networks = json.loads(host.check_output(f"docker inspect {container}"))[0]["NetworkSettings"]
+    return [n["IPAddress"] for n in networks["Networks"].values() if n["IPAddress"]]
+
+
+def reach(host, network: str, targets: list[str]) -> list[str]:
+    command = f"python3 -c {shlex.quote(PROBE)} {' '.join(targets)}"
+    out = host.check_output(
+        f"docker run --rm --network {network} --cap-drop ALL {PYTHON_IMAGE} {command}"
+    )
+    return out.split()
+
+
+SERVICES = {"onnx-service": 8001, "ollama": 11434, "blackbox-exporter": 9115}
+
+
+def targets_of(host, names: dict[str, int]) -> list[str]:
+    """Each service by name and by every address it has on any network."""
+    out = []
+    for name, port in names.items():
+        out.append(f"{name}:{port}")
+        out += [f"{ip}:{port}" for ip in addresses(host, name)]
+    return out
+
+
+def test_the_control_a_container_on_edge_back_reaches_the_model_servers(host) -> None:
+    assert reach(host, "edge_back", ["onnx-service:8001", "ollama:11434"]) == ["open", "open"]
+
+
+def test_the_monitoring_network_reaches_no_unauthenticated_api(host) -> None:
+    targets = targets_of(host, SERVICES)
+    results = reach(host, "edge_mon", targets)
+    opened = [t for t, r in zip(targets, results, strict=True) if r in ("open", "refused")]
+    assert opened == [], dict(zip(targets, results, strict=True))
+
+
+def test_the_blackbox_exporter_cannot_be_sent_to_an_attackers_listener(host) -> None:
+    """A listener on edge_mon asks the blackbox exporter to probe it with the key module; before,
+    the exporter sat on edge_mon and sent `Authorization: Bearer <probe key>` in clear."""
+    script = """
+import socket, threading, urllib.request
+server = socket.create_server(("0.0.0.0", 18099))
+server.settimeout(6)
+me = socket.gethostbyname(socket.gethostname())
+got = []
+def serve():
+    try:
+        conn, _ = server.accept()
+        got.append(conn.recv(4096).decode(errors="replace"))
+    except OSError:
+        pass
+threading.Thread(target=serve).start()
+url = ("http://blackbox-exporter:9115/probe?module=gateway_api_key&target=http://" + me + ":18099/")
+try:
+    urllib.request.urlopen(url, timeout=5).read()
+    print("asked")
+except Exception as error:
+    print("refused:", type(error).__name__)
+import time; time.sleep(1)
+print("received:", repr(got))
+"""
+    for network in ("edge_mon", "edge_scrape", "edge_back"):
+        out = host.check_output(
+            f"docker run --rm --network {network} {PYTHON_IMAGE} python3 -c {shlex.quote(script)}"
+        )
+        assert "refused:" in out, (network, out)
+        assert "received: []" in out, (network, out)
+        assert SECRETS["probe_key"] not in out
