@@ -91,7 +91,7 @@ LAB_ENV := EDGEAI_INSTANCE=edgeai-lab-edge EDGEAI_PUBLISHED_PORTS='["127.0.0.1:3
 
 lab: images ## deploy the appliance to the local emulated edge host
 	source <($(LAB) env) && $(LAB_ENV) $(BIN)/molecule converge -s lab
-	@$(PY) tools/lab_summary.py
+	@$(LAB_ENV) $(PY) tools/lab_summary.py
 
 lab-down: setup ## remove the lab edge host and registry
 	source <($(LAB) env) && $(LAB_ENV) $(BIN)/molecule destroy -s lab

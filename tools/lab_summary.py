@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 STATE = ROOT / ".lab"
-HOST = "edgeai-lab-edge"
+# the lab edge host `make lab` converged (its LAB_ENV names it)
+HOST = os.environ.get("EDGEAI_INSTANCE", "edgeai-lab-edge")
 SUMMARY = STATE / "summary.json"
 EXAMPLES = STATE / "examples"
 STANDINS = {
