@@ -238,6 +238,8 @@ def lab() -> Iterator[Lab]:
             "gateway_prometheus_upstream": upstreams["prometheus"].address,
             "gateway_rate_limit_llm": {"rate": "100r/s", "burst": 500},
             "gateway_rate_limit_anonymous": {"rate": "100r/s", "burst": 500},
+            # tighter than the default, so that test_gateway_abuse.py reaches it quickly
+            "gateway_rate_limit_prometheus": {"rate": "10r/s", "burst": 40},
             "gateway_body_size_llm": "1k",
             # the ONNX routes take the service's own limit (tests/gateway/test_gateway_render.py)
             "onnx_service_max_request_bytes": 8192,
