@@ -147,7 +147,9 @@ ROUTES = [
     ("/v1/models/magika:predict", USER),
     ("/api/generate", USER),
     ("/api/chat", USER),
-    ("/api/embed", USER),
+    # /api/show reads a JSON body too; the lab's Ollama stand-in has no /api/embed (gin's plain
+    # 404 for a route it lacks), so that route would test the stand-in, not the appliance
+    ("/api/show", USER),
     ("/openai/v1/chat/completions", USER),
     ("/v2/repository/models/magika/unload", USER),
 ]
