@@ -8,6 +8,9 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import requests
 
 LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
 SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
@@ -38,3 +41,19 @@ def wait_for(check: Callable[[], object], timeout: float, step: float = 1.0) -> 
             return time.monotonic() - start
         time.sleep(step)
     return None
+
+
+def prometheus_api(path: str, params: dict[str, Any], timeout: float = 60) -> Any:
+    """GET /prometheus/api/v1/<path> through the gateway as a polite client: a 429 (the route's
+    per-address limit, which dashboards-heavy tests reach) is retried after its Retry-After, for
+    at most a minute. Returns the answer's ``data``."""
+    deadline = time.monotonic() + 60
+    while True:
+        response = requests.get(
+            f"{gateway_url()}/prometheus/api/v1/{path}", params=params,
+            auth=PROMETHEUS_AUTH, verify=CA, timeout=timeout,
+        )  # fmt: skip
+        if response.status_code != 429 or time.monotonic() > deadline:
+            response.raise_for_status()
+            return response.json()["data"]
+        time.sleep(float(response.headers.get("Retry-After") or 1))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from appliance_lab import ADMIN, CA, PROMETHEUS_AUTH, USER, gateway_url, wait_for
+from appliance_lab import ADMIN, CA, USER, gateway_url, prometheus_api, wait_for
 
 REPO = Path(__file__).resolve().parents[3]
 QUERIES = json.loads((REPO / "tools/dashboards/queries.json").read_text())["queries"]
@@ -34,12 +34,7 @@ MAGIKA_ROW = {
 
 
 def query(expr: str) -> list:
-    response = requests.get(
-        gateway_url() + "/prometheus/api/v1/query", params={"query": expr},
-        auth=PROMETHEUS_AUTH, verify=CA, timeout=30,
-    )  # fmt: skip
-    response.raise_for_status()
-    return response.json()["data"]["result"]
+    return prometheus_api("query", {"query": expr}, timeout=30)["result"]
 
 
 def _status(method: str, path: str, **kwargs) -> int:

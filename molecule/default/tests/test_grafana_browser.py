@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 
 import requests
-from appliance_lab import CA, LAB_STATE, PROMETHEUS_AUTH, SECRETS, gateway_url, published
+from appliance_lab import (
+    CA,
+    LAB_STATE,
+    SECRETS,
+    gateway_url,
+    prometheus_api,
+    published,
+)
 from browser import Browser, spki_hash
 
 REPO = Path(__file__).resolve().parents[3]
@@ -52,14 +59,9 @@ def prometheus_has_data(exprs: list[str]) -> bool:
     range: 60 s steps, $__rate_interval 75 s)?"""
     end = time.time()
     for expr in exprs:
-        answer = requests.get(
-            gateway_url() + "/prometheus/api/v1/query_range",
-            params={"query": expr.replace("$__rate_interval", "75s"), "start": end - 3600,
-                    "end": end, "step": 60},
-            auth=PROMETHEUS_AUTH, verify=CA, timeout=60,
-        )  # fmt: skip
-        answer.raise_for_status()
-        result = answer.json()["data"]["result"]
+        params = {"query": expr.replace("$__rate_interval", "75s"), "start": end - 3600,
+                  "end": end, "step": 60}  # fmt: skip
+        result = prometheus_api("query_range", params)["result"]
         if any(value != "NaN" for s in result for _, value in s["values"]):
             return True
     return False
