@@ -18,6 +18,7 @@ from typing import IO, Any
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import open_url
+from ansible_collections.edgeai.appliance.plugins.module_utils.http_api import ApiEndpoint
 
 DEFAULT_HOST = "registry.ollama.ai"
 DEFAULT_NAMESPACE = "library"
@@ -216,21 +217,7 @@ def describe_stream_error(action: str, name: str, error: str) -> str:
     return f"{action} {name} failed: {error}"
 
 
-class OllamaClient:
-    def __init__(
-        self,
-        api_url: str,
-        timeout: float,
-        validate_certs: bool = True,
-        ca_path: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.timeout = timeout
-        self.validate_certs = validate_certs
-        self.ca_path = ca_path
-        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
-
+class OllamaClient(ApiEndpoint):
     def _open(
         self,
         method: str,

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping
 from http.client import HTTPException
 from typing import Any
 from urllib.error import HTTPError, URLError
 
 from ansible.module_utils.urls import open_url
+from ansible_collections.edgeai.appliance.plugins.module_utils.http_api import ApiEndpoint
 
 READY = "READY"
 
@@ -33,22 +33,8 @@ class OnnxApiError(Exception):
         self.answer = answer or message
 
 
-class OnnxClient:
+class OnnxClient(ApiEndpoint):
     """One replica of the service, by its base URL (``http://127.0.0.1:8001``)."""
-
-    def __init__(
-        self,
-        api_url: str,
-        timeout: float,
-        validate_certs: bool = True,
-        ca_path: str | None = None,
-        headers: Mapping[str, str] | None = None,
-    ) -> None:
-        self.api_url = api_url.rstrip("/")
-        self.timeout = timeout
-        self.validate_certs = validate_certs
-        self.ca_path = ca_path
-        self.headers = {str(k): str(v) for k, v in (headers or {}).items()}
 
     def _request(self, method: str, path: str, body: Any = None, timeout: float = 0) -> Any:
         """The parsed JSON answer of a 2xx response; OnnxApiError for anything else."""
