@@ -1,4 +1,4 @@
-"""The lab image set: a debootstrap base and Dockerfile recipes, cached by a content hash.
+"""The lab image set: debootstrap bases and Dockerfile recipes, cached by a content hash.
 
 Every image is tagged `edgeai-lab/<name>:<hash>`, where the hash covers its recipe, its build
 context (the files git tracks or would track there), its base image's hash and its build args.
@@ -43,11 +43,26 @@ class Recipe:
 
 
 @dataclass(frozen=True)
-class ImageSet:
-    root: Path
+class Base:
+    """A debootstrap root: `base` (images.yml's `base:`) and the extra ones under `bases:`."""
+
     suite: str
     variant: str
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    root: Path
+    bases: dict[str, Base]
     recipes: dict[str, Recipe]
+
+    @property
+    def suite(self) -> str:
+        return self.bases["base"].suite
+
+    @property
+    def variant(self) -> str:
+        return self.bases["base"].variant
 
 
 def load_spec(spec_path: Path, root: Path) -> ImageSet:
@@ -55,7 +70,7 @@ def load_spec(spec_path: Path, root: Path) -> ImageSet:
     data = yaml.safe_load(spec_path.read_text())
     if not isinstance(data, dict) or not isinstance(data.get("images"), dict):
         raise SpecError(f"{spec_path}: expected a mapping with an 'images' mapping")
-    base = data.get("base") or {}
+    bases = _load_bases(data, spec_path)
     entries: dict[str, tuple[Path, object]] = {n: (spec_path, e) for n, e in data["images"].items()}
     # Fragments: each component adds its images in images.d/<component>.yml (an `images` mapping).
     for fragment in sorted((spec_path.parent / "images.d").glob("*.yml")):
@@ -63,7 +78,7 @@ def load_spec(spec_path: Path, root: Path) -> ImageSet:
         if not isinstance(fdata, dict) or not isinstance(fdata.get("images"), dict):
             raise SpecError(f"{fragment}: expected a mapping with an 'images' mapping")
         for name, entry in fdata["images"].items():
-            if name in entries:
+            if name in entries or name in bases:
                 first = entries[name][0]
                 raise SpecError(f"{fragment}: image '{name}' is already defined in {first}")
             entries[name] = (fragment, entry)
@@ -84,22 +99,35 @@ def load_spec(spec_path: Path, root: Path) -> ImageSet:
             build_args={str(k): str(v) for k, v in (entry.get("build_args") or {}).items()},
         )
     for recipe in recipes.values():
-        if recipe.base != "base" and recipe.base not in recipes:
+        if recipe.base not in bases and recipe.base not in recipes:
             raise SpecError(f"{spec_path}: image '{recipe.name}': unknown base '{recipe.base}'")
     for name in recipes:
         _check_acyclic(name, recipes, spec_path)
-    return ImageSet(
-        root=root,
-        suite=str(base.get("suite", "bookworm")),
-        variant=str(base.get("variant", "minbase")),
-        recipes=recipes,
-    )
+    return ImageSet(root=root, bases=bases, recipes=recipes)
+
+
+def _load_bases(data: dict[str, object], spec_path: Path) -> dict[str, Base]:
+    """`base` (the default root) and the named roots under `bases`."""
+    base = data.get("base") or {}
+    if not isinstance(base, dict):
+        raise SpecError(f"{spec_path}: 'base' must be a mapping {{suite, variant}}")
+    bases = {"base": Base(str(base.get("suite", "bookworm")), str(base.get("variant", "minbase")))}
+    extra = data.get("bases") or {}
+    if not isinstance(extra, dict):
+        raise SpecError(f"{spec_path}: 'bases' must map names to {{suite, variant}}")
+    for name, entry in extra.items():
+        if name in bases or not isinstance(entry, dict) or "suite" not in entry:
+            raise SpecError(
+                f"{spec_path}: base '{name}' needs a 'suite' and a name other than 'base'"
+            )
+        bases[str(name)] = Base(str(entry["suite"]), str(entry.get("variant", "minbase")))
+    return bases
 
 
 def _check_acyclic(name: str, recipes: dict[str, Recipe], spec_path: Path) -> None:
     seen = [name]
     current = recipes[name].base
-    while current != "base":
+    while current in recipes:
         if current in seen:
             raise SpecError(f"{spec_path}: base cycle {' -> '.join([*seen, current])}")
         seen.append(current)
@@ -128,8 +156,9 @@ def hash_files(files: list[Path], relative_to: Path) -> str:
     return digest.hexdigest()
 
 
-def base_hash(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR) -> str:
-    digest = hashlib.sha256(f"debootstrap {images.suite} {images.variant}\n".encode())
+def base_hash(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR, name: str = "base") -> str:
+    base = images.bases[name]
+    digest = hashlib.sha256(f"debootstrap {base.suite} {base.variant}\n".encode())
     digest.update(PIP_CONF.encode())
     cas = sorted(ca_dir.glob("*.crt")) if ca_dir.is_dir() else []
     digest.update(hash_files(cas, ca_dir).encode())
@@ -138,7 +167,7 @@ def base_hash(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR) -> str:
 
 def image_hashes(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR) -> dict[str, str]:
     """Content hash of every image, bases first."""
-    hashes = {"base": base_hash(images, ca_dir)}
+    hashes = {name: base_hash(images, ca_dir, name) for name in images.bases}
 
     def resolve(name: str) -> str:
         if name in hashes:
@@ -171,11 +200,11 @@ def image_exists(ref: str) -> bool:
     return result.returncode == 0
 
 
-def build_base(images: ImageSet, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
+def build_base(base: Base, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
     """debootstrap a minimal Debian, add the local trust anchors, import it as `ref`."""
     with tempfile.TemporaryDirectory(prefix="edgelab-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        run(["debootstrap", f"--variant={images.variant}", images.suite, str(rootfs)])
+        run(["debootstrap", f"--variant={base.variant}", base.suite, str(rootfs)])
         if ca_dir.is_dir():
             target = rootfs / "usr/local/share/ca-certificates"
             target.mkdir(parents=True, exist_ok=True)
@@ -226,15 +255,19 @@ def ensure_images(images: ImageSet, log: Callable[[str], None] = print) -> dict[
     """Build what is missing; return name -> ref for the base and every recipe."""
     hashes = image_hashes(images)
     refs = {name: image_ref(name, h) for name, h in hashes.items()}
-    if image_exists(refs["base"]):
-        log(f"cached  {refs['base']}")
-    else:
-        log(f"build   {refs['base']} (debootstrap {images.suite})")
-        build_base(images, refs["base"])
-    done = {"base"}
+    done: set[str] = set()
 
     def ensure(name: str) -> None:
         if name in done:
+            return
+        if name in images.bases:
+            base = images.bases[name]
+            if image_exists(refs[name]):
+                log(f"cached  {refs[name]}")
+            else:
+                log(f"build   {refs[name]} (debootstrap {base.suite})")
+                build_base(base, refs[name])
+            done.add(name)
             return
         recipe = images.recipes[name]
         ensure(recipe.base)
@@ -247,4 +280,4 @@ def ensure_images(images: ImageSet, log: Callable[[str], None] = print) -> dict[
 
     for name in images.recipes:
         ensure(name)
-    return refs
+    return {name: refs[name] for name in sorted(done)}

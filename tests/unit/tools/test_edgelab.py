@@ -203,3 +203,28 @@ def test_the_lab_summary_is_private_like_the_secrets(
     assert lab_summary.main() == 0
     assert target.stat().st_mode & 0o777 == 0o600
     assert "a" * 64 in capsys.readouterr().out
+
+
+def test_a_recipe_can_stand_on_another_debootstrap_base(tmp_path: Path) -> None:
+    _recipe(tmp_path, "web")
+    _recipe(tmp_path, "app")
+    spec = _spec(
+        tmp_path,
+        "base: {suite: bookworm}\nbases:\n  base-trixie: {suite: trixie}\n"
+        "images:\n  web: {context: web, base: base-trixie}\n  app: {context: app}\n",
+    )
+    image_set = images.load_spec(spec, tmp_path)
+    assert image_set.bases["base-trixie"] == images.Base("trixie", "minbase")
+    assert image_set.suite == "bookworm"
+    hashes = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    assert set(hashes) == {"base", "base-trixie", "web", "app"}
+    assert hashes["base"] != hashes["base-trixie"]
+    # the same recipe on the other base is another image
+    assert hashes["web"] != hashes["app"]
+
+
+def test_an_extra_base_needs_a_suite(tmp_path: Path) -> None:
+    _recipe(tmp_path, "a")
+    spec = _spec(tmp_path, "bases:\n  other: {variant: minbase}\nimages:\n  a: {context: a}\n")
+    with pytest.raises(images.SpecError, match="base 'other' needs a 'suite'"):
+        images.load_spec(spec, tmp_path)
