@@ -27,7 +27,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export EDGEAI_NO_SKIP := 1
 
 .PHONY: help setup packages lint sanity docs unit unit-python unit-packages images integration \
-  molecule test lab lab-down clean
+  molecule test lab lab-down clean arm64 release-images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -78,6 +78,7 @@ images: setup ## Docker engine, lab image set and lab registry (cached by conten
 integration: images packages ## roles and playbooks against this machine's Docker engine with lab images
 	source <($(LAB) env) && $(BIN)/pytest -q tests/gateway -m docker
 	source <($(LAB) env) && $(BIN)/pytest -q tests/exporters -m docker
+	source <($(LAB) env) && $(BIN)/pytest -q tests/unit -m docker
 	source <($(LAB) env) && $(BIN)/pytest -q tests/model_sync
 	source <($(LAB) env) && cd onnx_service && ONNX_SERVICE_IMAGE=$$MSYNC_ONNX_IMAGE ../$(BIN)/pytest -q tests/test_container.py
 	source <($(LAB) env) && OLLAMA_STANDIN_IMAGE=$$MSYNC_OLLAMA_IMAGE $(BIN)/pytest -q tests/standins/ollama/integration
@@ -86,6 +87,15 @@ molecule: images ## molecule test: the appliance on an emulated edge host
 	source <($(LAB) env) && $(BIN)/molecule test -s default
 
 test: lint unit integration molecule ## every test
+
+arm64: images ## the project's images built for arm64 and serving a real model under qemu
+	$(LAB) images --only onnx-service-arm64
+	source <($(LAB) env) && $(BIN)/pytest -q tests/arm64
+
+# REGISTRY=host:port pushes (as docker_image_mirror names it); PLATFORMS=linux/amd64,linux/arm64
+release-images: setup ## build the project's own images at the collection's version (see README)
+	$(PY) tools/release_images.py --platform $(or $(PLATFORMS),linux/amd64) \
+	  $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(BASE_IMAGE),--base-image $(BASE_IMAGE))
 
 LAB_ENV := EDGEAI_INSTANCE=edgeai-lab-edge EDGEAI_PUBLISHED_PORTS='["127.0.0.1:30080:30080"]'
 

@@ -29,6 +29,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "packages: runs Debian binaries that `make packages` installs (see conftest.py)"
     )
+    config.addinivalue_line(
+        "markers", "docker: runs against the local Docker engine (`make integration`)"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

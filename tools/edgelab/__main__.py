@@ -47,6 +47,11 @@ def cmd_images(args: argparse.Namespace) -> int:
     engine.ensure_engine(ROOT / ".cache/dockerd.log")
     engine.apt_install(["debootstrap"])
     image_set = images.load_spec(SPEC, ROOT)
+    if args.only:
+        # images outside the lab set (e.g. the arm64 ones): built, not pushed, not recorded
+        for name, ref in images.ensure_images(image_set, log=_log, only=args.only).items():
+            _log(f"{name}: {ref}")
+        return 0
     refs = images.ensure_images(image_set, log=_log)
     if not args.no_registry:
         registry.ensure_registry(refs["registry"], log=_log)
@@ -87,6 +92,8 @@ def cmd_env(_: argparse.Namespace) -> int:
         "GATEWAY_TEST_IMAGE": images.image_ref("nginx", hashes["nginx"]),
         "MSYNC_ONNX_IMAGE": images.image_ref("onnx-service", hashes["onnx-service"]),
         "MSYNC_OLLAMA_IMAGE": images.image_ref("ollama-standin", hashes["ollama-standin"]),
+        # the project's images built for arm64 (`make arm64` builds them, run under qemu)
+        "ARM64_ONNX_IMAGE": images.image_ref("onnx-service-arm64", hashes["onnx-service-arm64"]),
     }
     for key, value in exports.items():
         print(f"export {key}={shlex.quote(value)}")
@@ -106,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("engine", help="make sure a Docker engine answers").set_defaults(func=cmd_engine)
     images_parser = sub.add_parser("images", help="build the lab image set and fill the registry")
     images_parser.add_argument("--no-registry", action="store_true", help="build only")
+    images_parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help="build only this recipe and its bases, including `default: false` ones (repeatable)",
+    )
     images_parser.set_defaults(func=cmd_images)
     sub.add_parser("env", help="print shell exports for Molecule").set_defaults(func=cmd_env)
     sub.add_parser("packages", help="install the Debian packages the tests use").set_defaults(

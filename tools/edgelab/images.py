@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import subprocess
 import tempfile
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from edgelab.emulation import emulate
 from edgelab.proc import CommandError, run
 
 NAMESPACE = "edgeai-lab"
@@ -40,6 +42,8 @@ class Recipe:
     base: str
     push: bool
     build_args: dict[str, str] = field(default_factory=dict)
+    # built by `edgelab images` unless false; then only when named (`edgelab images --only NAME`)
+    default: bool = True
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,13 @@ class Base:
 
     suite: str
     variant: str
+    # a Debian architecture other than the build machine's (e.g. arm64): debootstrap fetches it,
+    # and every image built on it is built and run as that platform (under qemu-user-static)
+    arch: str | None = None
+
+    @property
+    def platform(self) -> str | None:
+        return f"linux/{self.arch}" if self.arch else None
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,7 @@ def load_spec(spec_path: Path, root: Path) -> ImageSet:
             base=entry.get("base", "base"),
             push=bool(entry.get("push", True)),
             build_args={str(k): str(v) for k, v in (entry.get("build_args") or {}).items()},
+            default=bool(entry.get("default", True)),
         )
     for recipe in recipes.values():
         if recipe.base not in bases and recipe.base not in recipes:
@@ -120,7 +132,14 @@ def _load_bases(data: dict[str, object], spec_path: Path) -> dict[str, Base]:
             raise SpecError(
                 f"{spec_path}: base '{name}' needs a 'suite' and a name other than 'base'"
             )
-        bases[str(name)] = Base(str(entry["suite"]), str(entry.get("variant", "minbase")))
+        arch = entry.get("arch")
+        if arch is not None and not re.fullmatch(r"[a-z0-9]+", str(arch)):
+            raise SpecError(f"{spec_path}: base '{name}': arch must be a Debian architecture")
+        bases[str(name)] = Base(
+            str(entry["suite"]),
+            str(entry.get("variant", "minbase")),
+            str(arch) if arch is not None else None,
+        )
     return bases
 
 
@@ -158,7 +177,9 @@ def hash_files(files: list[Path], relative_to: Path) -> str:
 
 def base_hash(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR, name: str = "base") -> str:
     base = images.bases[name]
-    digest = hashlib.sha256(f"debootstrap {base.suite} {base.variant}\n".encode())
+    # (the build machine's own architecture adds nothing, so its hashes stay what they were)
+    arch = f" --arch={base.arch}" if base.arch else ""
+    digest = hashlib.sha256(f"debootstrap{arch} {base.suite} {base.variant}\n".encode())
     digest.update(PIP_CONF.encode())
     cas = sorted(ca_dir.glob("*.crt")) if ca_dir.is_dir() else []
     digest.update(hash_files(cas, ca_dir).encode())
@@ -187,6 +208,13 @@ def image_hashes(images: ImageSet, ca_dir: Path = LOCAL_CA_DIR) -> dict[str, str
     return hashes
 
 
+def platform_of(images: ImageSet, name: str) -> str | None:
+    """The platform an image is built for: its debootstrap root's (None: the build machine's)."""
+    while name in images.recipes:
+        name = images.recipes[name].base
+    return images.bases[name].platform
+
+
 def image_ref(name: str, content_hash: str) -> str:
     return f"{NAMESPACE}/{name}:{content_hash}"
 
@@ -204,7 +232,8 @@ def build_base(base: Base, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
     """debootstrap a minimal Debian, add the local trust anchors, import it as `ref`."""
     with tempfile.TemporaryDirectory(prefix="edgelab-rootfs-") as tmp:
         rootfs = Path(tmp) / "rootfs"
-        run(["debootstrap", f"--variant={base.variant}", base.suite, str(rootfs)])
+        arch = [f"--arch={base.arch}"] if base.arch else []
+        run(["debootstrap", *arch, f"--variant={base.variant}", base.suite, str(rootfs)])
         if ca_dir.is_dir():
             target = rootfs / "usr/local/share/ca-certificates"
             target.mkdir(parents=True, exist_ok=True)
@@ -219,8 +248,9 @@ def build_base(base: Base, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
             ["tar", "-C", str(rootfs), "-c", "."],
             stdout=subprocess.PIPE,
         )
+        platform = ["--platform", base.platform] if base.platform else []
         imported = subprocess.run(
-            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],
+            ["docker", "import", *platform, "--change", 'CMD ["/bin/bash"]', "-", ref],
             stdin=tar.stdout,
             capture_output=True,
             check=False,
@@ -233,10 +263,13 @@ def build_base(base: Base, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
             )
 
 
-def build_recipe(recipe: Recipe, ref: str, base_ref: str, content_hash: str) -> None:
+def build_recipe(
+    recipe: Recipe, ref: str, base_ref: str, content_hash: str, platform: str | None = None
+) -> None:
     argv = [
         "docker",
         "build",
+        *(["--platform", platform] if platform else []),
         "--build-arg",
         f"BASE_IMAGE={base_ref}",
         "--label",
@@ -251,8 +284,16 @@ def build_recipe(recipe: Recipe, ref: str, base_ref: str, content_hash: str) -> 
     run([*argv, str(recipe.context)])
 
 
-def ensure_images(images: ImageSet, log: Callable[[str], None] = print) -> dict[str, str]:
-    """Build what is missing; return name -> ref for the base and every recipe."""
+def ensure_images(
+    images: ImageSet, log: Callable[[str], None] = print, only: list[str] | None = None
+) -> dict[str, str]:
+    """Build what is missing; return name -> ref for every image built or found and its bases.
+
+    Without `only`, every recipe that is not `default: false`; with it, the named ones.
+    """
+    unknown = sorted(set(only or []) - set(images.recipes))
+    if unknown:
+        raise SpecError(f"no image recipe named {', '.join(unknown)}")
     hashes = image_hashes(images)
     refs = {name: image_ref(name, h) for name, h in hashes.items()}
     done: set[str] = set()
@@ -262,10 +303,13 @@ def ensure_images(images: ImageSet, log: Callable[[str], None] = print) -> dict[
             return
         if name in images.bases:
             base = images.bases[name]
+            if base.arch:
+                emulate(base.arch)
             if image_exists(refs[name]):
                 log(f"cached  {refs[name]}")
             else:
-                log(f"build   {refs[name]} (debootstrap {base.suite})")
+                what = f"{base.suite} {base.arch}" if base.arch else base.suite
+                log(f"build   {refs[name]} (debootstrap {what})")
                 build_base(base, refs[name])
             done.add(name)
             return
@@ -275,9 +319,11 @@ def ensure_images(images: ImageSet, log: Callable[[str], None] = print) -> dict[
             log(f"cached  {refs[name]}")
         else:
             log(f"build   {refs[name]}")
-            build_recipe(recipe, refs[name], refs[recipe.base], hashes[name])
+            platform = platform_of(images, name)
+            build_recipe(recipe, refs[name], refs[recipe.base], hashes[name], platform)
         done.add(name)
 
-    for name in images.recipes:
-        ensure(name)
+    for name, recipe in images.recipes.items():
+        if (name in only) if only else recipe.default:
+            ensure(name)
     return {name: refs[name] for name in sorted(done)}

@@ -12,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 
 import lab_summary
-from edgelab import caps, images
+from edgelab import caps, emulation, images
 from edgelab.engine import wait_until
 from edgelab.secrets import NAMES, ensure_secrets
 
@@ -228,3 +228,74 @@ def test_an_extra_base_needs_a_suite(tmp_path: Path) -> None:
     spec = _spec(tmp_path, "bases:\n  other: {variant: minbase}\nimages:\n  a: {context: a}\n")
     with pytest.raises(images.SpecError, match="base 'other' needs a 'suite'"):
         images.load_spec(spec, tmp_path)
+
+
+def test_a_base_of_another_architecture_builds_its_images_for_that_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _recipe(tmp_path, "py")
+    _recipe(tmp_path, "svc")
+    spec = _spec(
+        tmp_path,
+        "base: {suite: bookworm}\nbases:\n  base-arm64: {suite: bookworm, arch: arm64}\n"
+        "images:\n  py: {context: py}\n"
+        "  py-arm64: {context: py, base: base-arm64, default: false}\n"
+        "  svc-arm64: {context: svc, base: py-arm64, default: false}\n",
+    )
+    image_set = images.load_spec(spec, tmp_path)
+    assert image_set.bases["base-arm64"].platform == "linux/arm64"
+    assert images.platform_of(image_set, "svc-arm64") == "linux/arm64"
+    assert images.platform_of(image_set, "py") is None
+    hashes = images.image_hashes(image_set, ca_dir=tmp_path / "no-cas")
+    # the same recipe for another architecture is another image; the host's keeps its hash
+    assert hashes["py"] != hashes["py-arm64"]
+    assert hashes["base"] == images.base_hash(
+        images.load_spec(_spec(tmp_path, "images:\n  py: {context: py}\n"), tmp_path),
+        ca_dir=tmp_path / "no-cas",
+    )
+    built: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(images, "image_exists", lambda _ref: False)
+    monkeypatch.setattr(images, "build_base", lambda base, ref: built.append((ref, base.arch)))
+    monkeypatch.setattr(images, "emulate", lambda arch: built.append(("emulate", arch)))
+    monkeypatch.setattr(
+        images,
+        "build_recipe",
+        lambda recipe, ref, base_ref, h, platform=None: built.append((recipe.name, platform)),
+    )
+    images.ensure_images(image_set, log=lambda _m: None)
+    # `default: false` recipes stay out of a plain build ...
+    assert [b for b in built if b[0] in {"py-arm64", "svc-arm64"}] == []
+    built.clear()
+    images.ensure_images(image_set, log=lambda _m: None, only=["svc-arm64"])
+    # ... and are built, with their bases, when named
+    assert ("emulate", "arm64") in built
+    assert ("py-arm64", "linux/arm64") in built
+    assert ("svc-arm64", "linux/arm64") in built
+    with pytest.raises(images.SpecError, match="no image recipe named nope"):
+        images.ensure_images(image_set, log=lambda _m: None, only=["nope"])
+
+
+def test_emulation_registers_debians_qemu_entry_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binfmt, binfmt_d = tmp_path / "binfmt_misc", tmp_path / "binfmt.d"
+    binfmt.mkdir()
+    binfmt_d.mkdir()
+    (binfmt / "register").write_text("")
+    monkeypatch.setattr(emulation, "apt_install", lambda packages: None)
+    (binfmt_d / "qemu-aarch64.conf").write_text(
+        ":qemu-aarch64:M::\\x7f\\x45:\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OC\n"
+    )
+    with pytest.raises(emulation.EmulationError, match="F flag"):
+        emulation.emulate("arm64", binfmt, binfmt_d)
+    line = ":qemu-aarch64:M::\\x7f\\x45:\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OCF"
+    (binfmt_d / "qemu-aarch64.conf").write_text(line + "\n")
+    with pytest.raises(emulation.EmulationError, match="did not take"):
+        emulation.emulate("arm64", binfmt, binfmt_d)  # a plain directory: nothing registers
+    assert (binfmt / "register").read_text() == line + "\n"
+    (binfmt / "qemu-aarch64").write_text("enabled\n")
+    (binfmt / "register").write_text("")
+    emulation.emulate("arm64", binfmt, binfmt_d)
+    assert (binfmt / "register").read_text() == ""  # already registered: nothing written
+    with pytest.raises(emulation.EmulationError, match="no emulation known"):
+        emulation.emulate("s390x", binfmt, binfmt_d)
