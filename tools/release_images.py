@@ -13,8 +13,8 @@ device resolves through a public registry. This command builds them from this ch
 
     make release-images REGISTRY=registry.site.example:5000 PLATFORMS=linux/amd64,linux/arm64
 
-A platform other than the build machine's needs qemu-user-static registered with binfmt_misc
-(Debian's `qemu-user-static` package; `make arm64` shows it working on this kind of machine).
+A platform other than the build machine's needs qemu's user mode registered with binfmt_misc
+(10.0 or later: 7.2 crashes in onnxruntime; `make arm64` shows it working on this kind of machine).
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+from edgelab.images import set_platform  # noqa: E402
 
 
 def _collection_filter(name: str):
@@ -109,9 +111,9 @@ def check_emulation(arch: str) -> None:
     entry = BINFMT / f"qemu-{QEMU.get(arch, arch)}"
     if not (entry.is_file() and entry.read_text().startswith("enabled")):
         raise ReleaseError(
-            f"linux/{arch} binaries do not run on this {HOST_ARCH} machine: install Debian's "
-            f"qemu-user-static and register it with binfmt_misc ({entry} is missing; `make arm64` "
-            "shows how it is done in the lab)"
+            f"linux/{arch} binaries do not run on this {HOST_ARCH} machine: register qemu's user "
+            f"mode (10.0 or later, e.g. Debian 13's qemu-user) with binfmt_misc ({entry} is "
+            "missing; `make arm64` shows how the lab does it)"
         )
 
 
@@ -129,8 +131,19 @@ def parse_bases(values: list[str], platforms: list[str]) -> dict[str, str]:
     return bases
 
 
-def plan(args: argparse.Namespace) -> list[list[str]]:
-    """The docker commands of a release, in order."""
+def has_buildkit() -> bool:
+    """Whether `docker build` is BuildKit's (buildx), which builds any platform with --platform."""
+    result = subprocess.run(["docker", "buildx", "version"], capture_output=True, check=False)
+    return result.returncode == 0
+
+
+def plan(args: argparse.Namespace, buildkit: bool = True) -> list[list[str]]:
+    """The commands of a release, in order (`set-platform REF PLATFORM` is done in-process).
+
+    Without BuildKit (the legacy builder, as Debian's Docker 20.10 has it) a foreign platform is
+    built without --platform from a base image of that platform, named per platform with
+    --base-image, and its config is corrected afterwards (edgelab.images.set_platform).
+    """
     version = collection_version()
     refs = check_refs(IMAGES, version)
     platforms = args.platform or ["linux/amd64"]
@@ -142,6 +155,12 @@ def plan(args: argparse.Namespace) -> list[list[str]]:
             "manifest list in a registry (for an offline bundle, release one platform at a time)"
         )
     bases = parse_bases(args.base_image or [], platforms)
+    for platform in platforms:
+        if not buildkit and arch_of(platform) != HOST_ARCH and bases[platform] == DEFAULT_BASE:
+            raise ReleaseError(
+                f"{platform}: this engine's builder has no BuildKit (install docker-buildx), so "
+                f"name a base image of that platform: --base-image {platform}=<image>"
+            )
     insecure = ["--insecure"] if args.insecure else []
     commands: list[list[str]] = []
     for image in IMAGES:
@@ -155,13 +174,16 @@ def plan(args: argparse.Namespace) -> list[list[str]]:
         per_platform = []
         for platform in platforms:
             tag = target if len(platforms) == 1 else f"{target}-{arch_of(platform)}"
+            legacy = not buildkit and arch_of(platform) != HOST_ARCH
             commands.append(
                 [
-                    "docker", "build", "--platform", platform,
+                    "docker", "build", *([] if legacy else ["--platform", platform]),
                     "--build-arg", f"BASE_IMAGE={bases[platform]}",
                     *labels, "-t", tag, str(image.context),
                 ]
             )  # fmt: skip
+            if legacy:
+                commands.append(["set-platform", tag, platform])
             if args.registry:
                 commands.append(["docker", "push", tag])
             per_platform.append(tag)
@@ -201,13 +223,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.platform and len(args.platform) == 1 and "," in args.platform[0]:
         args.platform = [p for p in args.platform[0].split(",") if p]
     try:
-        commands = plan(args)
+        commands = plan(args, buildkit=has_buildkit())
     except ReleaseError as error:
         print(f"release_images: error: {error}", file=sys.stderr)
         return 2
     for command in commands:
         print("+ " + " ".join(command), flush=True)
         if args.dry_run:
+            continue
+        if command[0] == "set-platform":
+            set_platform(command[1], command[2])
             continue
         # `manifest rm` only clears a local list left by an earlier run
         check = command[:3] != ["docker", "manifest", "rm"]

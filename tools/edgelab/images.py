@@ -8,9 +8,11 @@ An image whose tag exists is not built again, so a warm run takes seconds.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
 import subprocess
+import tarfile
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,6 +28,8 @@ HASH_LENGTH = 16
 # Trust anchors the build machine added locally (a TLS-inspecting proxy's CA, a corporate CA):
 # the lab base trusts them too, so apt and pip work inside image builds as they do on the host.
 LOCAL_CA_DIR = Path("/usr/local/share/ca-certificates")
+# the Debian 13 base whose qemu-user runs foreign-architecture images (see edgelab.emulation)
+EMULATOR_BASE = "base-trixie"
 PIP_CONF = "[global]\n# use Debian's trust store (it includes the build machine's local CAs)\n"
 PIP_CONF += "cert = /etc/ssl/certs/ca-certificates.crt\n"
 
@@ -115,6 +119,8 @@ def load_spec(spec_path: Path, root: Path) -> ImageSet:
             raise SpecError(f"{spec_path}: image '{recipe.name}': unknown base '{recipe.base}'")
     for name in recipes:
         _check_acyclic(name, recipes, spec_path)
+    if any(base.arch for base in bases.values()) and EMULATOR_BASE not in bases:
+        raise SpecError(f"{spec_path}: a base with an arch needs the base '{EMULATOR_BASE}'")
     return ImageSet(root=root, bases=bases, recipes=recipes)
 
 
@@ -248,9 +254,8 @@ def build_base(base: Base, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
             ["tar", "-C", str(rootfs), "-c", "."],
             stdout=subprocess.PIPE,
         )
-        platform = ["--platform", base.platform] if base.platform else []
         imported = subprocess.run(
-            ["docker", "import", *platform, "--change", 'CMD ["/bin/bash"]', "-", ref],
+            ["docker", "import", "--change", 'CMD ["/bin/bash"]', "-", ref],
             stdin=tar.stdout,
             capture_output=True,
             check=False,
@@ -261,6 +266,51 @@ def build_base(base: Base, ref: str, ca_dir: Path = LOCAL_CA_DIR) -> None:
                 f"importing {rootfs} as {ref} failed (tar {tar.returncode}, docker import "
                 f"{imported.returncode}): {imported.stderr.decode(errors='replace').strip()}"
             )
+    if base.platform:
+        set_platform(ref, base.platform)
+
+
+def set_platform(ref: str, platform: str) -> None:
+    """Record `platform` in the image config of `ref` (docker save, rewrite, docker load).
+
+    The engine of the build machines (Debian's Docker 20.10, legacy builder, no buildx) ignores
+    `docker import --platform` and fails `docker build --platform` for a foreign platform at the
+    first COPY after a RUN ("image ... does not match the specified platform"). So foreign images
+    are built without the flag, from bases of their architecture, and their config is corrected
+    afterwards; the layers, and so the binaries, are untouched.
+    """
+    _os, _sep, arch_variant = platform.partition("/")
+    arch, _sep, variant = arch_variant.partition("/")
+    variant = variant or ("v8" if arch == "arm64" else "")
+    with tempfile.TemporaryDirectory(prefix="edgelab-platform-") as tmp:
+        saved, fixed = Path(tmp) / "saved.tar", Path(tmp) / "fixed.tar"
+        run(["docker", "save", "-o", str(saved), ref])
+        with tarfile.open(saved) as source, tarfile.open(fixed, "w") as target:
+            manifest = json.load(source.extractfile("manifest.json"))
+            old_config = manifest[0]["Config"]
+            config = json.load(source.extractfile(old_config))
+            if (config.get("architecture"), config.get("variant", "")) == (arch, variant):
+                return
+            config["architecture"] = arch
+            config.pop("variant", None)
+            if variant:
+                config["variant"] = variant
+            data = json.dumps(config, separators=(",", ":")).encode()
+            new_config = f"{hashlib.sha256(data).hexdigest()}.json"
+            manifest[0]["Config"] = new_config
+            manifest[0]["RepoTags"] = [ref]
+            for member in source.getmembers():
+                if member.name in {old_config, "manifest.json", "repositories"}:
+                    continue
+                target.addfile(member, source.extractfile(member) if member.isfile() else None)
+            for name, payload in (
+                (new_config, data),
+                ("manifest.json", json.dumps(manifest).encode()),
+            ):
+                info = tarfile.TarInfo(name)
+                info.size = len(payload)
+                target.addfile(info, io.BytesIO(payload))
+        run(["docker", "load", "-q", "-i", str(fixed)])
 
 
 def build_recipe(
@@ -269,7 +319,6 @@ def build_recipe(
     argv = [
         "docker",
         "build",
-        *(["--platform", platform] if platform else []),
         "--build-arg",
         f"BASE_IMAGE={base_ref}",
         "--label",
@@ -282,6 +331,8 @@ def build_recipe(
     for key, value in sorted(recipe.build_args.items()):
         argv += ["--build-arg", f"{key}={value}"]
     run([*argv, str(recipe.context)])
+    if platform:  # built from a base of that platform; its config says so (see set_platform)
+        set_platform(ref, platform)
 
 
 def ensure_images(
@@ -304,7 +355,8 @@ def ensure_images(
         if name in images.bases:
             base = images.bases[name]
             if base.arch:
-                emulate(base.arch)
+                ensure(EMULATOR_BASE)
+                emulate(base.arch, refs[EMULATOR_BASE], images.root / ".cache/qemu")
             if image_exists(refs[name]):
                 log(f"cached  {refs[name]}")
             else:

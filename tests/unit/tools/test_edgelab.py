@@ -238,6 +238,7 @@ def test_a_base_of_another_architecture_builds_its_images_for_that_platform(
     spec = _spec(
         tmp_path,
         "base: {suite: bookworm}\nbases:\n  base-arm64: {suite: bookworm, arch: arm64}\n"
+        "  base-trixie: {suite: trixie}\n"
         "images:\n  py: {context: py}\n"
         "  py-arm64: {context: py, base: base-arm64, default: false}\n"
         "  svc-arm64: {context: svc, base: py-arm64, default: false}\n",
@@ -256,7 +257,9 @@ def test_a_base_of_another_architecture_builds_its_images_for_that_platform(
     built: list[tuple[str, str | None]] = []
     monkeypatch.setattr(images, "image_exists", lambda _ref: False)
     monkeypatch.setattr(images, "build_base", lambda base, ref: built.append((ref, base.arch)))
-    monkeypatch.setattr(images, "emulate", lambda arch: built.append(("emulate", arch)))
+    monkeypatch.setattr(
+        images, "emulate", lambda arch, image, cache: built.append(("emulate", arch))
+    )
     monkeypatch.setattr(
         images,
         "build_recipe",
@@ -267,35 +270,45 @@ def test_a_base_of_another_architecture_builds_its_images_for_that_platform(
     assert [b for b in built if b[0] in {"py-arm64", "svc-arm64"}] == []
     built.clear()
     images.ensure_images(image_set, log=lambda _m: None, only=["svc-arm64"])
-    # ... and are built, with their bases, when named
-    assert ("emulate", "arm64") in built
+    # ... and are built, with their bases, when named, after the emulator's base
+    order = [name.split(":")[0] for name, _arch in built]
+    assert order.index("edgeai-lab/base-trixie") < order.index("emulate")
     assert ("py-arm64", "linux/arm64") in built
     assert ("svc-arm64", "linux/arm64") in built
     with pytest.raises(images.SpecError, match="no image recipe named nope"):
         images.ensure_images(image_set, log=lambda _m: None, only=["nope"])
 
 
-def test_emulation_registers_debians_qemu_entry_once(
+def test_emulation_registers_debian_13s_qemu_in_place_of_another(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    binfmt, binfmt_d = tmp_path / "binfmt_misc", tmp_path / "binfmt.d"
+    binfmt, cache = tmp_path / "binfmt_misc", tmp_path / "cache"
     binfmt.mkdir()
-    binfmt_d.mkdir()
     (binfmt / "register").write_text("")
-    monkeypatch.setattr(emulation, "apt_install", lambda packages: None)
-    (binfmt_d / "qemu-aarch64.conf").write_text(
-        ":qemu-aarch64:M::\\x7f\\x45:\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OC\n"
-    )
-    with pytest.raises(emulation.EmulationError, match="F flag"):
-        emulation.emulate("arm64", binfmt, binfmt_d)
-    line = ":qemu-aarch64:M::\\x7f\\x45:\\xff\\xff:/usr/libexec/qemu-binfmt/aarch64-binfmt-P:OCF"
-    (binfmt_d / "qemu-aarch64.conf").write_text(line + "\n")
+    # Debian 12's interpreter is registered: it is replaced
+    (binfmt / "qemu-aarch64").write_text("enabled\ninterpreter /usr/libexec/qemu-binfmt/x\n")
+    fetched: list[str] = []
+
+    def fetch(arch: str, image: str, target: Path) -> None:
+        fetched.append(image)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text("qemu")
+
+    monkeypatch.setattr(emulation, "fetch_qemu", fetch)
     with pytest.raises(emulation.EmulationError, match="did not take"):
-        emulation.emulate("arm64", binfmt, binfmt_d)  # a plain directory: nothing registers
-    assert (binfmt / "register").read_text() == line + "\n"
-    (binfmt / "qemu-aarch64").write_text("enabled\n")
+        emulation.emulate("arm64", "lab/trixie:1", cache, binfmt)  # a plain directory
+    assert fetched == ["lab/trixie:1"]
+    line = (binfmt / "register").read_text()
+    assert line.startswith(":qemu-aarch64:M::\\x7f\\x45\\x4c\\x46")
+    assert line.endswith(f":{cache / 'qemu-aarch64-static'}:OCF\n")
+    assert (binfmt / "qemu-aarch64").read_text() == "-1\n"  # the old entry was removed
+    # registered and fetched: nothing to do, nothing fetched again
+    (binfmt / "qemu-aarch64").write_text(f"enabled\ninterpreter {cache / 'qemu-aarch64-static'}\n")
     (binfmt / "register").write_text("")
-    emulation.emulate("arm64", binfmt, binfmt_d)
-    assert (binfmt / "register").read_text() == ""  # already registered: nothing written
+    assert (
+        emulation.emulate("arm64", "lab/trixie:1", cache, binfmt) == cache / "qemu-aarch64-static"
+    )
+    assert fetched == ["lab/trixie:1"]
+    assert (binfmt / "register").read_text() == ""
     with pytest.raises(emulation.EmulationError, match="no emulation known"):
-        emulation.emulate("s390x", binfmt, binfmt_d)
+        emulation.emulate("s390x", "lab/trixie:1", cache, binfmt)

@@ -22,7 +22,7 @@ spec.loader.exec_module(release)
 VERSION = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
 
 
-def _plan(*argv: str) -> list[list[str]]:
+def _plan(*argv: str, buildkit: bool = True) -> list[list[str]]:
     parser_args = release.argparse.Namespace(
         registry=None, platform=None, base_image=None, insecure=False, dry_run=True
     )
@@ -34,7 +34,7 @@ def _plan(*argv: str) -> list[list[str]]:
             setattr(parser_args, key, [*(getattr(parser_args, key) or []), value])
         else:
             setattr(parser_args, key, value)
-    return release.plan(parser_args)
+    return release.plan(parser_args, buildkit=buildkit)
 
 
 @pytest.fixture
@@ -112,10 +112,30 @@ def test_a_foreign_platform_without_qemu_is_refused(
 ) -> None:
     monkeypatch.setattr(release, "BINFMT", tmp_path)
     monkeypatch.setattr(release, "HOST_ARCH", "amd64")
-    with pytest.raises(release.ReleaseError, match="qemu-user-static"):
+    with pytest.raises(release.ReleaseError, match="register qemu"):
         _plan("--registry", "r:5000", "--platform", "linux/arm64")
 
 
 def test_main_reports_a_refusal_as_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert release.main(["--platform", "arm64", "--dry-run"]) == 2
     assert "expected linux/<arch>" in capsys.readouterr().err
+
+
+def test_without_buildkit_a_foreign_platform_builds_from_its_own_base(arm64_emulated: None) -> None:
+    argv = ("--registry", "r:5000", "--platform", "linux/amd64", "--platform", "linux/arm64")
+    with pytest.raises(release.ReleaseError, match="--base-image linux/arm64=<image>"):
+        _plan(*argv, buildkit=False)
+    commands = _plan(*argv, "--base-image", "linux/arm64=lab/py-arm64:1", buildkit=False)
+    arm_tag = f"r:5000/localhost/edgeai/onnx-service:{VERSION}-arm64"
+    arm_build = next(c for c in commands if c[:2] == ["docker", "build"] and arm_tag in c)
+    assert "--platform" not in arm_build
+    assert "BASE_IMAGE=lab/py-arm64:1" in arm_build
+    # the config is corrected before the push
+    fix = ["set-platform", arm_tag, "linux/arm64"]
+    assert (
+        commands.index(arm_build)
+        < commands.index(fix)
+        < commands.index(["docker", "push", arm_tag])
+    )
+    amd_build = next(c for c in commands if c[:2] == ["docker", "build"] and "linux/amd64" in c)
+    assert "--platform" in amd_build
