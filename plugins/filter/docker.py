@@ -140,10 +140,24 @@ def memory_limit(value: Any, total_mb: Any = 0, name: str = "memory limit") -> s
     return str(limit)
 
 
+def replica_names(count: Any, base: str) -> list[str]:
+    """The container names of `count` replicas of a service: `base`, `base-2`, ..."""
+    try:
+        number = int(count)
+    except (TypeError, ValueError):
+        raise AnsibleFilterError(
+            f"replica_names: the count must be an integer, got {count!r}"
+        ) from None
+    if number < 1:
+        raise AnsibleFilterError(f"replica_names: the count must be at least 1, got {number}")
+    return [base] + [f"{base}-{i}" for i in range(2, number + 1)]
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "memory_limit": memory_limit,
+            "replica_names": replica_names,
             "daemon_json_merge": daemon_json_merge,
             "mirror_ref": mirror_ref,
             "bundle_file": bundle_file,

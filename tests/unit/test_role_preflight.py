@@ -80,6 +80,9 @@ def test_good_variables_pass(role: str, extra_vars: dict) -> None:
             "docker_default_address_pools",
         ),
         ("docker", {"docker_networks": [{"name": "a"}, {"name": "a"}]}, "docker_networks"),
+        # two services on one host-port network would reach each other's API over it
+        ("docker", {"grafana_host_network": "edge_host_ollama"}, "docker_host_port_roles"),
+        ("docker", {"prometheus_host_network": "edge_back"}, "docker_host_port_roles"),
         ("docker", {"docker_image_delivery": "rsync"}, "docker_image_delivery"),
         ("ollama", {"ollama_cpuset_cpus": "0-"}, "ollama_cpuset_cpus"),
         ("ollama", {"ollama_cpuset_cpus": "all"}, "ollama_cpuset_cpus"),

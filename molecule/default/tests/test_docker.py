@@ -63,7 +63,11 @@ def test_engine_metrics_only_on_loopback(host) -> None:
     ("network", "internal"),
     [
         ("edge_front", False),
-        ("edge_host", False),
+        # one per service with a loopback host port (docker_host_port_roles)
+        ("edge_host_ollama", False),
+        ("edge_host_onnx_service", False),
+        ("edge_host_prometheus", False),
+        ("edge_host_grafana", False),
         ("edge_back", True),
         ("edge_mon", True),
         ("edge_scrape", True),

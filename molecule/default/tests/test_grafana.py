@@ -101,7 +101,7 @@ def test_grafana_runs_unprivileged(host) -> None:
     # no plugin downloads from grafana.com at each start (Grafana 12's preinstall)
     assert env["GF_PLUGINS_PREINSTALL_DISABLED"] == "true"
     networks = set(container["NetworkSettings"]["Networks"])
-    assert networks == {"edge_mon", "edge_host"}
+    assert networks == {"edge_mon", "edge_host_grafana"}
     ports = container["HostConfig"]["PortBindings"]["3000/tcp"]
     assert ports == [{"HostIp": "127.0.0.1", "HostPort": "3007"}]
     secret = next(m for m in container["Mounts"] if m["Destination"].startswith("/run/secrets/"))

@@ -111,7 +111,7 @@ def test_other_ports_are_dropped_from_outside_but_work_on_the_host(host, listene
 
 
 def test_containers_cannot_reach_the_outside(host) -> None:
-    """A container on the non-internal edge_host network tries the lab network's registry."""
+    """A container on the non-internal edge_front network tries the lab network's registry."""
     registry = IMAGES["registry"]
     registry_host, registry_port = registry.rsplit(":", 1)
     networks = subprocess.run(
@@ -128,7 +128,7 @@ def test_containers_cannot_reach_the_outside(host) -> None:
     )
     connect = f'socket.create_connection(("{registry_ip}", {registry_port}), timeout=3)'
     probe = host.run(
-        f"docker run --rm --network edge_host {image} python3 -c 'import socket; {connect}'"
+        f"docker run --rm --network edge_front {image} python3 -c 'import socket; {connect}'"
     )
     assert probe.rc != 0
     assert "timed out" in probe.stderr or "TimeoutError" in probe.stderr, probe.stderr
@@ -170,7 +170,7 @@ def test_containers_reach_only_the_allowed_egress_destinations(host) -> None:
             assert time.monotonic() < deadline, "the listener on the lab network did not come up"
             time.sleep(1)
         # ... a container only the allowed one
-        in_container = host.check_output(f"docker run --rm --network edge_host {image} {probe}")
+        in_container = host.check_output(f"docker run --rm --network edge_front {image} {probe}")
         assert in_container.split() == ["open", "dropped"]
     finally:
         subprocess.run(["docker", "rm", "-f", listener], capture_output=True, check=False)

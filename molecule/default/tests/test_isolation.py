@@ -5,15 +5,18 @@ one), and the blackbox exporter sends the probe key or the Prometheus password t
 /probe request names. So: only the gateway reaches Ollama and onnx_service (edge_back), only
 Prometheus scrapes onnx_service (edge_scrape), only Prometheus asks the blackbox exporter to probe
 (edge_probe). A throwaway container on a network plays a compromised container there (Grafana on
-edge_mon); a container on edge_back is the control that the probe itself works. (edge_host, which
-carries the loopback host ports, still links the containers on it: see the notes of #14.)
+edge_mon); a container on edge_back is the control that the probe itself works. Each service with
+a loopback host port has a non-internal network of its own for it (edge_host_<service>): a
+container there reaches that service and no other one (before, one edge_host linked them all).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 
+import pytest
 from appliance_lab import IMAGES, SECRETS
 
 PYTHON_IMAGE = IMAGES["images"]["python"]
@@ -107,3 +110,44 @@ print("received:", repr(got))
         assert "refused:" in out, (network, out)
         assert "received: []" in out, (network, out)
         assert SECRETS["probe_key"] not in out
+
+
+# The services that publish a loopback host port, with the port of their API in the container.
+HOST_PORT_SERVICES = {"ollama": 11434, "onnx-service": 8001, "prometheus": 9090, "grafana": 3000}
+
+
+def host_networks(host, container: str) -> list[str]:
+    """The container's non-internal networks other than the gateway's edge_front."""
+    networks = json.loads(host.check_output(f"docker inspect {container}"))[0]["NetworkSettings"]
+    out = []
+    for name in networks["Networks"]:
+        details = json.loads(host.check_output(f"docker network inspect {name}"))[0]
+        if not details["Internal"] and name != "edge_front":
+            out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("service", HOST_PORT_SERVICES)
+def test_a_service_host_port_network_holds_that_service_alone(host, service: str) -> None:
+    own = host_networks(host, service)
+    assert own, f"{service} publishes a host port: it needs a non-internal network"
+    replica = re.compile(rf"^{re.escape(service)}(-[0-9]+)?$")
+    for network in own:
+        details = json.loads(host.check_output(f"docker network inspect {network}"))[0]
+        members = sorted(c["Name"] for c in details["Containers"].values())
+        assert all(replica.match(m) for m in members), (network, members)
+
+
+@pytest.mark.parametrize("service", HOST_PORT_SERVICES)
+def test_a_service_host_port_network_reaches_no_other_service(host, service: str) -> None:
+    """A throwaway container on the network that carries a service's host port plays that service
+    compromised: it reaches the service itself (the control), and none of the other services'
+    APIs by name or by any address they have."""
+    port = HOST_PORT_SERVICES[service]
+    others = {name: p for name, p in HOST_PORT_SERVICES.items() if name != service}
+    targets = targets_of(host, others)
+    for network in host_networks(host, service):
+        assert reach(host, network, [f"{service}:{port}"]) == ["open"], network
+        results = reach(host, network, targets)
+        opened = [t for t, r in zip(targets, results, strict=True) if r in ("open", "refused")]
+        assert opened == [], (network, dict(zip(targets, results, strict=True)))

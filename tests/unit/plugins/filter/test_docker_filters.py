@@ -12,6 +12,7 @@ from ansible_collections.edgeai.appliance.plugins.filter.docker import (
     daemon_json_merge,
     memory_limit,
     mirror_ref,
+    replica_names,
 )
 
 DESIRED = {"log-driver": "json-file", "log-opts": {"max-size": "10m"}, "icc": False}
@@ -143,3 +144,15 @@ def test_memory_limit_in_bytes(value: object, total_mb: int, expected: str) -> N
 def test_memory_limit_mistakes_name_the_variable(value: str, total_mb: int, message: str) -> None:
     with pytest.raises(AnsibleFilterError, match=message):
         memory_limit(value, total_mb, "x_memory_limit")
+
+
+def test_replica_names_number_the_replicas_after_the_first() -> None:
+    assert replica_names(1, "ollama") == ["ollama"]
+    names = ["onnx-service", "onnx-service-2", "onnx-service-3"]
+    assert replica_names("3", "onnx-service") == names
+
+
+@pytest.mark.parametrize("count", [0, -1, "two", None])
+def test_replica_names_refuse_a_count_below_one(count: object) -> None:
+    with pytest.raises(AnsibleFilterError, match="replica_names"):
+        replica_names(count, "ollama")
