@@ -61,6 +61,8 @@ def pull_command(config: dict, checkout: Path) -> list[str]:
     ]  # fmt: skip
     if config.get("tags"):
         command += ["--tags", ",".join(config["tags"])]
+    if config.get("full_clone"):
+        command.append("--full")
     if config.get("only_if_changed"):
         command.append("--only-if-changed")
     command.append(config["playbook"])
