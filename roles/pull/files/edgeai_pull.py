@@ -41,7 +41,7 @@ METRICS_FILE = "edgeai_pull.prom"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, type=Path, help="JSON: what to pull and run")
     parser.add_argument("--textfile-dir", required=True, type=Path)
     parser.add_argument("--state-dir", required=True, type=Path)
