@@ -15,6 +15,11 @@ ignores:
   version serves, so after a crash at any point the next run finds the record and puts the
   previous version back before it does anything else. It is never cleared with the staging
   area.
+
+Versions newer than the one the manifest lists (delivered outside it, e.g. by an ad-hoc
+``model_sync.yml -e``) are drift: an activation moves them into the rollback area too (the
+record names them), so that the listed version serves again, and they go with the rest of the
+rollback area once it does; a rejected or interrupted activation puts them back.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 MODEL_FILE = "model.onnx"
@@ -86,23 +91,33 @@ class Step:
     replaces: bool
     earlier: list[int]
     reason: str
+    retire: list[int] = field(default_factory=list)  # newer versions on disk: drift, rolled back
 
 
-def plan_model(wanted: Wanted, disk: OnDisk, served_everywhere: bool) -> Step | None:
+def plan_model(
+    wanted: Wanted, disk: OnDisk, served_everywhere: bool, manifest: str = "the manifest"
+) -> Step | None:
     """What to do for one model: nothing when its file, its config.yaml and every replica
-    already agree with the manifest."""
+    already agree with the manifest and no newer version is on disk."""
     file_ok = disk.file_sha256 == wanted.sha256
     config_ok = wanted.config is None or disk.config == wanted.config.encode()
-    if file_ok and config_ok and served_everywhere:
+    newer = [v for v in disk.versions if v > wanted.version]
+    if file_ok and config_ok and served_everywhere and not newer:
         return None
     reasons = []
+    if newer:
+        listed = ", ".join(str(v) for v in newer)
+        reasons.append(
+            f"drift: {manifest} declares version {wanted.version} but the host has version "
+            f"{listed} (delivered outside {manifest}); rolled back to version {wanted.version}"
+        )
     if disk.file_sha256 is None:
         reasons.append("new version")
     elif not file_ok:
         reasons.append("model.onnx differs from the manifest (replaced)")
     if not config_ok:
         reasons.append("config.yaml changes")
-    if file_ok and config_ok:
+    if file_ok and config_ok and not newer:
         reasons.append("not served by every replica (load again)")
     return Step(
         wanted=wanted,
@@ -110,8 +125,9 @@ def plan_model(wanted: Wanted, disk: OnDisk, served_everywhere: bool) -> Step | 
         config_changed=not config_ok,
         config_existed=disk.config is not None,
         replaces=wanted.version in disk.versions,
-        earlier=list(disk.versions),
+        earlier=[v for v in disk.versions if v not in newer],
         reason=", ".join(reasons),
+        retire=newer,
     )
 
 
@@ -129,6 +145,7 @@ class Record:
     staged: bool
     replaced: bool
     config: str  # "saved": config.yaml was overwritten; "absent": there was none; "": untouched
+    retired: list[int] = field(default_factory=list)  # newer versions moved aside (drift)
 
 
 class Repository:
@@ -177,6 +194,8 @@ class Repository:
                 versions = [v for v in versions if v != record.version]
                 if record.version == wanted.version:
                     model_file = None
+            retired = [v for v in record.retired if (saved / str(v)).is_dir()]
+            versions = sorted(set(versions) | set(retired))
             if record.config == "saved" and (saved / CONFIG_FILE).is_file():
                 config = (saved / CONFIG_FILE).read_bytes()
             elif record.config == "absent":
@@ -207,16 +226,18 @@ class Repository:
             staged=bool(raw["staged"]),
             replaced=bool(raw["replaced"]),
             config=str(raw["config"]),
+            retired=[int(v) for v in raw.get("retired", [])],
         )
 
     def activate(self, step: Step) -> None:
         """Make the staged version (and config.yaml) live, keeping what they replace.
 
-        Order: the record first, then the saved config.yaml, the replaced version moved into
-        the rollback area, the new config.yaml, and the staged directory renamed into place.
+        Order: the record first, then the saved config.yaml, the replaced version and the newer
+        ones (drift) moved into the rollback area, the new config.yaml, and the staged directory
+        renamed into place.
         """
         wanted = step.wanted
-        if not step.stage and not step.config_changed:
+        if not step.stage and not step.config_changed and not step.retire:
             return  # only to be loaded again: nothing on disk changes
         saved = self._saved(wanted.name)
         if saved.exists():
@@ -230,6 +251,7 @@ class Repository:
             "staged": step.stage,
             "replaced": step.stage and step.replaces,
             "config": config,
+            "retired": step.retire,
         }
         _write_atomic(saved / RECORD_FILE, json.dumps(record).encode())
         _mkdirs(self.model_dir(wanted.name))
@@ -237,6 +259,8 @@ class Repository:
             _copy_atomic(self.model_dir(wanted.name) / CONFIG_FILE, saved / CONFIG_FILE)
         if record["replaced"]:
             self.move_aside(wanted.name, wanted.version)
+        for version in step.retire:
+            self.move_aside(wanted.name, version)
         if step.config_changed and wanted.config is not None:
             _write_atomic(self.model_dir(wanted.name) / CONFIG_FILE, wanted.config.encode())
         if step.stage:
@@ -273,6 +297,11 @@ class Repository:
             elif record.staged and not record.replaced and version.exists():
                 shutil.rmtree(version)
                 done.append(f"{name}:{record.version}: removed (it never served)")
+            for newer in record.retired:
+                kept = saved / str(newer)
+                if kept.is_dir() and not self.version_dir(name, newer).exists():
+                    _rename(kept, self.version_dir(name, newer))
+                    done.append(f"{name}:{newer}: back in place (the listed version did not serve)")
             config = self.model_dir(name) / CONFIG_FILE
             if record.config == "saved" and (saved / CONFIG_FILE).is_file():
                 _copy_atomic(saved / CONFIG_FILE, config)

@@ -31,6 +31,11 @@ description:
     directory goes, the previous files come back and every replica loads again (or unloads a
     model that had no earlier version), so the previous version keeps serving. The module then
     fails, naming model, version and reason.
+  - B(Drift.) Versions on disk newer than the listed one (delivered outside O(models), for
+    example by an ad-hoc run with other extra vars) are rolled back. The activation moves them
+    into the rollback area, so that the listed version serves again, and the module warns,
+    naming model, listed version and the newer ones. They are removed once the listed version
+    serves, and come back if it does not.
   - B(Prune.) Only after every listed version serves, the version directories beyond the newest
     O(keep) of each listed model are removed (never a listed version), and the replicas retire
     them.
@@ -353,9 +358,22 @@ class Delivery:
         for wanted in self.wanted:
             disk = self.repo.read(wanted)
             everywhere = all((wanted.name, wanted.version) in s for s in served)
-            step = plan_model(wanted, disk, everywhere)
+            step = plan_model(wanted, disk, everywhere, self.manifest)
             if step is None:
                 continue
+            if step.retire:
+                self.module.warn(
+                    f"ONNX model '{wanted.name}': {self.manifest} declares version "
+                    f"{wanted.version}, the host has version "
+                    f"{', '.join(str(v) for v in step.retire)} (delivered outside "
+                    f"{self.manifest}, e.g. by model_sync.yml -e); "
+                    + (
+                        f"rolling back to version {wanted.version}. To keep the newer version, "
+                        f"declare it in {self.manifest}."
+                        if not self.module.check_mode
+                        else f"a run would roll back to version {wanted.version}."
+                    )
+                )
             steps.append(step)
             self.actions.append(f"{wanted.name} version {wanted.version}: {step.reason}")
             self._diff(step, disk)
@@ -380,7 +398,7 @@ class Delivery:
         key = f"version {wanted.version} sha256"
         before: dict[str, Any] = {"versions": disk.versions, key: disk.file_sha256 or "(absent)"}
         after: dict[str, Any] = {
-            "versions": sorted(set(disk.versions) | {wanted.version}),
+            "versions": sorted((set(disk.versions) - set(step.retire)) | {wanted.version}),
             key: wanted.sha256,
         }
         if wanted.config is not None:
@@ -397,8 +415,9 @@ class Delivery:
         doomed = []
         for wanted in self.wanted:
             versions = self.repo.versions(wanted.name)
-            if not after_install:
-                versions = sorted(set(self.repo.read(wanted).versions) | {wanted.version})
+            if not after_install:  # as the install leaves it: newer versions are rolled back
+                on_disk = self.repo.read(wanted).versions
+                versions = sorted({v for v in on_disk if v <= wanted.version} | {wanted.version})
             for version in plan_prune(versions, [wanted.version], self.keep):
                 doomed.append((wanted.name, version))
         return doomed
@@ -471,7 +490,7 @@ class Delivery:
         name = step.wanted.name
         for line in self.repo.restore(name):
             self.actions.append(f"rolled back {line}")
-        settle = "load" if step.earlier else "unload"
+        settle = "load" if step.earlier or step.retire else "unload"
         for client in self.clients:
             try:
                 if settle == "load":

@@ -6,6 +6,7 @@ The tests build on each other in file order (one model repository, one pair of r
 from __future__ import annotations
 
 import functools
+import json
 import sys
 import threading
 import time
@@ -275,3 +276,61 @@ def test_a_crash_between_moving_the_old_version_aside_and_renaming_the_new_one_i
     assert not (site.models_dir / ".previous").exists()
     assert not (site.models_dir / ".staging").exists()
     assert_serves(site, v3b, 3)
+
+
+def test_adhoc_sync_then_converge_rolls_back_to_the_manifest_then_sync_again(site: Site) -> None:
+    """The manifest lives in the inventory (group_vars/edge/models.yml), which both
+    playbooks read. An ad-hoc sync with -e ships version 4; the next ordinary run (no -e: the
+    onnx_service role's models tasks, which site.yml runs too) rolls back to the declared
+    version 3, names the drift and leaves the host converged; syncing 4 again works."""
+    v3b = site.files / "tiny-3b.onnx"
+    v4 = mlp(site.files / "tiny-4.onnx", seed=4)
+    declared = {**entry(v3b, 3), "config": {"max_batch_size": 8}}
+    group_vars = site.root / "group_vars" / "edge"
+    group_vars.mkdir(parents=True)
+    manifest = group_vars / "models.yml"
+    manifest.write_text(
+        json.dumps({"onnx_service_models": [declared], "onnx_service_models_keep": 2})
+    )
+    try:
+        converged = site.run({}, "--tags", "onnx")
+        assert converged.rc == 0, converged
+        assert converged.recap()["changed"] == 0, converged
+        assert_serves(site, v3b, 3)
+
+        adhoc = {"onnx_service_models": [{**entry(v4, 4), "config": {"max_batch_size": 8}}]}
+        result = site.run(adhoc, "--tags", "onnx")
+        assert result.rc == 0, result
+        assert_serves(site, v4, 4)
+        assert site.version_dirs(MODEL) == [3, 4]
+
+        checked = site.run({}, "--tags", "onnx", "--check")
+        assert checked.rc == 0, checked
+        assert site.version_dirs(MODEL) == [3, 4]
+        assert_serves(site, v4, 4)
+
+        result = site.run({}, "--tags", "onnx")
+        assert result.rc == 0, result
+        output = " ".join(result.stdout.split())
+        assert "was not installed" not in output
+        assert (
+            "ONNX model 'tiny': onnx_service_models declares version 3, the host has version 4"
+            in " ".join((result.stdout + result.stderr).split())
+        ), result
+        assert "rolled back to version 3" in output, result
+        assert site.version_dirs(MODEL) == [3]
+        assert not (site.models_dir / ".previous").exists()
+        assert_serves(site, v3b, 3)
+        for url in site.onnx_urls:
+            assert site.served_versions(url, MODEL) == ["3"]
+
+        again = site.run({}, "--tags", "onnx")
+        assert again.rc == 0, again
+        assert again.recap()["changed"] == 0, again
+
+        result = site.run(adhoc, "--tags", "onnx")
+        assert result.rc == 0, result
+        assert_serves(site, v4, 4)
+        assert site.version_dirs(MODEL) == [3, 4]
+    finally:
+        manifest.unlink()

@@ -69,6 +69,7 @@ def test_the_expected_alerts_exist(rendered: dict[str, Rendered]) -> None:
         "ContainerRestarting",
         "ContainerMemoryNearLimit",
         "CertificateExpiringSoon",
+        "PullNotConverged",
     }
 
 

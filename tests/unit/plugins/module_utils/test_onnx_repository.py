@@ -139,3 +139,59 @@ def test_prune_keeps_the_newest(
     versions: list[int], listed: list[int], keep: int, pruned: list[int]
 ) -> None:
     assert repo.plan_prune(versions, listed, keep) == pruned
+
+
+def prepare_drift(root: Path) -> tuple[repo.Repository, repo.Step]:
+    """Version 1 is listed; versions 2 and 3 came from an ad-hoc sync (drift)."""
+    for version, data in ((1, OLD), (2, NEW), (3, NEW + b"3")):
+        (root / "m" / str(version)).mkdir(parents=True)
+        (root / "m" / str(version) / "model.onnx").write_bytes(data)
+    repository = repo.Repository(str(root))
+    wanted = repo.Wanted("m", 1, digest(OLD))
+    step = repo.plan_model(wanted, repository.read(wanted), True, "onnx_service_models")
+    assert step is not None
+    return repository, step
+
+
+def test_newer_versions_on_disk_are_drift_and_the_plan_rolls_them_back(tmp_path: Path) -> None:
+    repository, step = prepare_drift(tmp_path)
+    assert step.retire == [2, 3]
+    assert not step.stage
+    assert step.reason == (
+        "drift: onnx_service_models declares version 1 but the host has version 2, 3 "
+        "(delivered outside onnx_service_models); rolled back to version 1"
+    )
+    repository.activate(step)
+    assert repository.versions("m") == [1]
+    repository.commit("m")
+    assert tree(tmp_path) == {"m": None, "m/1": None, "m/1/model.onnx": OLD}
+    assert not repository.rollback.exists()
+
+
+def test_a_drift_rollback_interrupted_at_any_step_puts_the_newer_versions_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repository, step = prepare_drift(tmp_path / "count")
+    total = crash_after(1000, monkeypatch)
+    repository.activate(step)
+    monkeypatch.undo()
+    assert len(total) >= 4  # mkdirs, record, two renames
+
+    for steps in range(len(total) + 1):
+        root = tmp_path / f"crash-{steps}"
+        repository, step = prepare_drift(root)
+        before = tree(root)
+        crash_after(steps, monkeypatch)
+        if steps < len(total):
+            with pytest.raises(CrashError):
+                repository.activate(step)
+        else:
+            repository.activate(step)  # finished, but version 1 never served: undone
+        monkeypatch.undo()
+        wanted = step.wanted
+        assert repo.Repository(str(root)).read(wanted).versions == [1, 2, 3], (
+            f"the plan of a run after crash {steps} sees the newer versions"
+        )
+        repository.restore("m")
+        assert tree(root) == before, f"after a crash at step {steps} of {total}"
+        assert not repository.rollback.exists()

@@ -1,0 +1,240 @@
+"""The cost of a model_sync.yml run against fleet size, on N light emulated hosts.
+
+    source <(PYTHONPATH=tools .venv/bin/python -m edgelab env)
+    python bench/fleet/run.py [--sizes 1 4 8] [--repeat 2] [--write-doc]
+
+A light host is one container of the project's ONNX service image, reached with the
+community.docker.docker connection as root (docker exec): the module runs on its python3, the
+model repository is its /models (a tmpfs), and the replica answers on the host's 127.0.0.1:8001,
+as on an edge host. It has only what model delivery needs: no Docker engine, no gateway, so
+site.yml itself cannot run on it; its converged rerun is measured by the part of it that scales
+per model, the onnx_service role's models tasks (model_sync.yml with the manifest it already
+serves: one plan task per host).
+
+For each N and each variant (play settings as extra vars or environment), in one run:
+- rerun: model_sync.yml with the version every host serves (changed=0);
+- new version: model_sync.yml shipping one new ONNX version to every host (and its health gate).
+Each measurement is the median of --repeat runs. Marginal cost per extra host:
+(T(N) - T(1)) / (N - 1) / T(1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+from benchkit import machine, write_section  # noqa: E402 - bench/ is not a package
+from model_sync.models import mlp, sha256  # noqa: E402
+
+SECTION = "## Fleet: model_sync.yml against fleet size"
+IMAGE = os.environ.get("MSYNC_ONNX_IMAGE", "")
+PLAYBOOK = ROOT / "playbooks" / "model_sync.yml"
+ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
+
+# name -> (extra vars, environment, playbook): what each variant changes against the shipped
+# settings; the playbook is the working tree's, or model_sync.yml as of a commit ("before")
+BEFORE = "ef7885b"  # before the cut: the ONNX health gate ran on converged hosts too
+VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
+    f"before ({BEFORE}), serial 25%": ({}, {}, BEFORE),
+    "shipped (serial 25%, forks 10, pipelining)": ({}, {}, ""),
+    "one batch (model_sync_serial=100%)": ({"model_sync_serial": "100%"}, {}, ""),
+    "one batch, no pipelining": (
+        {"model_sync_serial": "100%"},
+        {"ANSIBLE_PIPELINING": "False"},
+        "",
+    ),
+    "one batch, forks 4": ({"model_sync_serial": "100%"}, {"ANSIBLE_FORKS": "4"}, ""),
+}
+
+
+def playbook(root: Path, rev: str) -> Path:
+    """model_sync.yml of the working tree, or as of ``rev`` (next to it, so paths resolve)."""
+    if not rev:
+        return PLAYBOOK
+    old = ROOT / "playbooks" / f".model_sync-{rev}-{secrets.token_hex(3)}.yml"
+    old.write_text(
+        subprocess.run(
+            ["git", "show", f"{rev}:playbooks/model_sync.yml"],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout
+    )  # fmt: skip
+    return old
+
+
+def docker(*args: str) -> str:
+    return subprocess.run(
+        ["docker", *args], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+
+
+class Fleet:
+    def __init__(self, root: Path, size: int) -> None:
+        self.root = root
+        self.suffix = secrets.token_hex(3)
+        self.names = [f"edgeai-fleet-bench-{self.suffix}-{i + 1}" for i in range(size)]
+
+    def __enter__(self) -> Fleet:
+        for name in self.names:
+            docker(
+                "run", "-d", "--name", name, "--tmpfs", "/models:mode=0755",
+                "--tmpfs", "/tmp:mode=1777", "--network", "none", "--memory", "512m",
+                IMAGE,
+            )  # fmt: skip
+        deadline = time.monotonic() + 120
+        for name in self.names:
+            while True:
+                state = docker("inspect", "-f", "{{.State.Health.Status}}", name).strip()
+                if state == "healthy":
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} is {state}")
+                time.sleep(1)
+        hosts = {
+            name: {
+                "ansible_connection": "community.docker.docker",
+                "ansible_host": name,
+                "ansible_user": "root",
+                "ansible_python_interpreter": "/usr/bin/python3",
+                "ansible_become": False,
+                "onnx_service_replicas": 1,
+                "onnx_service_host_port": 8001,
+                "onnx_service_models_dir": "/models",
+                "onnx_service_models_cache_dir": str(self.root / "cache"),
+            }
+            for name in self.names
+        }
+        inventory = {"all": {"children": {"edge": {"hosts": hosts}}}}
+        (self.root / "inventory.json").write_text(json.dumps(inventory))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        subprocess.run(["docker", "rm", "-f", *self.names], capture_output=True, check=False)
+
+    def sync(
+        self,
+        models: list[dict],
+        variables: dict[str, Any],
+        env: dict[str, str],
+        book: Path = PLAYBOOK,
+    ) -> tuple[float, dict[str, int]]:
+        extra = self.root / f"extra-{secrets.token_hex(4)}.json"
+        extra.write_text(json.dumps({"onnx_service_models": models, **variables}))
+        start = time.monotonic()
+        result = subprocess.run(
+            [str(ANSIBLE_PLAYBOOK), "-i", str(self.root / "inventory.json"), "-e", f"@{extra}",
+             "--tags", "onnx", str(book)],
+            capture_output=True, text=True, check=False, timeout=1800, cwd=ROOT,
+            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
+                 "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"), **env},
+        )  # fmt: skip
+        took = time.monotonic() - start
+        if result.returncode != 0:
+            sys.exit(f"model_sync.yml failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
+        totals = {"changed": 0, "hosts": 0}
+        for line in re.findall(r"^\S+\s+:\s+ok=.*$", result.stdout, re.M):
+            totals["changed"] += int(re.search(r"changed=(\d+)", line).group(1))
+            totals["hosts"] += 1
+        return took, totals
+
+
+def entry(path: Path, version: int) -> dict[str, Any]:
+    return {"name": "tiny", "version": version, "sha256": sha256(path), "src": str(path)}
+
+
+def measure(sizes: list[int], repeat: int, variants: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    root = Path(tempfile.mkdtemp(prefix="edgeai-fleet-bench-"))
+    try:
+        files = root / "files"
+        files.mkdir()
+        for size in sizes:
+            with Fleet(root, size) as fleet:
+                version = 1
+                current = entry(mlp(files / "tiny-1.onnx", seed=1), 1)
+                fleet.sync([current], {"model_sync_serial": "100%"}, {})  # first delivery
+                for name in variants:
+                    variables, env, rev = VARIANTS[name]
+                    book = playbook(root, rev)
+                    reruns, news = [], []
+                    for _ in range(repeat):
+                        took, totals = fleet.sync([current], variables, env, book)
+                        assert totals["changed"] == 0, totals
+                        assert totals["hosts"] == size, totals
+                        reruns.append(took)
+                        version += 1
+                        path = mlp(files / f"tiny-{version}.onnx", seed=version)
+                        current = entry(path, version)
+                        took, totals = fleet.sync([current], variables, env, book)
+                        assert totals["changed"] >= size, totals
+                        news.append(took)
+                    if book != PLAYBOOK:
+                        book.unlink()
+                    results.setdefault(name, {})[str(size)] = {
+                        "rerun": statistics.median(reruns),
+                        "new_version": statistics.median(news),
+                    }
+                    print(f"N={size} {name}: rerun {statistics.median(reruns):.1f} s, "
+                          f"new version {statistics.median(news):.1f} s", flush=True)  # fmt: skip
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def report(results: dict[str, Any], sizes: list[int], command: str) -> str:
+    lines = [
+        SECTION,
+        "",
+        f"Produced by `{command}` on {machine()}. Light hosts (bench/fleet/run.py): one container "
+        "of the ONNX service image each, reached by `docker exec` (community.docker.docker); "
+        "each figure is the median of the runs, wall time of `ansible-playbook`.",
+        "",
+        "| variant | operation | "
+        + " | ".join(f"N={n}" for n in sizes)
+        + " | marginal cost per extra host |",
+        "|---|---|" + "---|" * len(sizes) + "---|",
+    ]
+    for name, per_size in results.items():
+        for op, label in (("rerun", "converged rerun"), ("new_version", "one new version")):
+            times = [per_size[str(n)][op] for n in sizes]
+            base, last = times[0], times[-1]
+            marginal = (last - base) / (sizes[-1] - sizes[0]) / base if len(sizes) > 1 else 0
+            lines.append(
+                f"| {name} | {label} | " + " | ".join(f"{t:.1f} s" for t in times)
+                + f" | {marginal * 100:.0f} % of N={sizes[0]} |"
+            )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--write-doc", action="store_true")
+    args = parser.parse_args()
+    if not IMAGE:
+        sys.exit("MSYNC_ONNX_IMAGE is not set: source <(PYTHONPATH=tools python -m edgelab env)")
+    results = measure(args.sizes, args.repeat, args.variants)
+    (Path(__file__).parent / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    body = report(results, args.sizes, "python bench/fleet/run.py " + " ".join(sys.argv[1:]))
+    print(body)
+    if args.write_doc:
+        write_section(SECTION, body)
+
+
+if __name__ == "__main__":
+    main()
