@@ -243,6 +243,24 @@ def lab() -> Iterator[Lab]:
             "gateway_body_size_llm": "1k",
             # the ONNX routes take the service's own limit (tests/gateway/test_gateway_render.py)
             "onnx_service_max_request_bytes": 8192,
+            # the model list: minilm is a text model (embeddings go to onnx_service), magika is not
+            "onnx_service_models": [
+                {
+                    "name": "minilm",
+                    "version": 1,
+                    "sha256": "0" * 64,
+                    "src": "/m.onnx",
+                    "config": {"text": {"pooling": "mean"}, "max_batch_size": 8},
+                },
+                {
+                    "name": "magika",
+                    "version": 1,
+                    "sha256": "1" * 64,
+                    "src": "/g.onnx",
+                    "config": {"max_batch_size": 8},
+                },
+            ],
+            "gateway_body_size_embeddings": "4k",
             "gateway_tls_subject_alt_names": ["edge-1.example.test", "10.1.2.3"],
             "gateway_error_log_level": "info",
             "gateway_upstream_fail_timeout": "30s",
