@@ -21,9 +21,10 @@ description:
     module stops here and returns the plan, including RV(plan[].staged_path), where the file of
     each version that has to be delivered is expected.
   - B(Stage.) The files of every version that has to be delivered must be in the staging area,
-    at RV(plan[].transfers[].staged_path) (C(<staging_dir>/<name>/<version>/<file>); a role
-    copies them there from the controller). Their sha256 are checked before anything is
-    activated; a mismatch activates nothing for that model.
+    at the C(staged_path) of each entry of RV(plan[].transfers)
+    (C(<staging_dir>/<name>/<version>/<file>); a role copies them there from the controller).
+    Their sha256 are checked before anything is activated; a mismatch activates nothing for
+    that model.
   - B(Activate.) C(config.yaml) is written atomically and the staged version directory is
     renamed into place (one rename(2)); a version directory it replaces is moved into the
     rollback area first. Every replica is then asked to load the model and must serve the
