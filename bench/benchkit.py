@@ -22,6 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -116,9 +117,12 @@ def hey(
 # --- the gateway under test -----------------------------------------------------------------
 
 
-def render_gateway(root: Path, upstreams: list[str], port: int, key: str) -> Path:
+def render_gateway(
+    root: Path, upstreams: list[str], port: int, key: str, extra: dict[str, Any] | None = None
+) -> Path:
     """The gateway role's own nginx config, rendered by Ansible for a local nginx on ``port``
-    with one admin key and limits too high to reject; returns the nginx.conf path."""
+    with one admin key and limits too high to reject (``extra``: more host variables); returns
+    the nginx.conf path."""
     base = root / "collections" / "ansible_collections" / "edgeai"
     base.mkdir(parents=True)
     (base / "appliance").symlink_to(ROOT)
@@ -144,6 +148,7 @@ def render_gateway(root: Path, upstreams: list[str], port: int, key: str) -> Pat
             "access_log": str(root / "access.log"),
             "gid": "65534" if os.geteuid() == 0 else str(os.getgid()),
         },
+        **(extra or {}),
     }
     local = {"ansible_connection": "local", "ansible_python_interpreter": sys.executable}
     inventory = root / "inventory.json"

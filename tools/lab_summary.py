@@ -50,15 +50,31 @@ def _magika_request() -> dict:
     }
 
 
+# Run on the edge host: the ONNX service's ready models, and those of them that answer
+# /openai/v1/embeddings (text models: what a client can really ask for embeddings).
+_ONNX_MODELS = """
+import json, urllib.error, urllib.request
+def post(path, body):
+    request = urllib.request.Request('http://127.0.0.1:8001' + path, json.dumps(body).encode(),
+                                     {'Content-Type': 'application/json'})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, None
+_, index = post('/v2/repository/index', {'ready': True})
+ready = sorted({m['name'] for m in index if m.get('state') == 'READY'})
+embeddings = [m for m in ready
+              if post('/openai/v1/embeddings', {'model': m, 'input': 'x'})[0] == 200]
+print(json.dumps({'ready': ready, 'embeddings': embeddings}))
+"""
+
+
 def collect() -> dict:
     secrets = json.loads((STATE / "secrets.json").read_text())
     published = _run("docker", "port", HOST, "30080/tcp").split()[0]
     containers = _on_host("docker", "ps", "--format", "{{.Names}}\t{{.Status}}").splitlines()
-    onnx_models = json.loads(
-        _on_host("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
-                 "urllib.request.Request('http://127.0.0.1:8001/v2/repository/index', data=b'{}',"
-                 " method='POST')).read().decode())")
-    )  # fmt: skip
+    onnx = json.loads(_on_host("python3", "-c", _ONNX_MODELS))
     ollama_tags = json.loads(
         _on_host("python3", "-c", "import urllib.request; print(urllib.request.urlopen("
                  "'http://127.0.0.1:11435/api/tags').read().decode())")
@@ -70,7 +86,8 @@ def collect() -> dict:
         "prometheus": {"user": "lab", "password": secrets["prometheus_password"]},
         "grafana": {"user": "admin", "password": secrets["grafana_password"]},
         "models": {
-            "onnx": sorted({m["name"] for m in onnx_models if m.get("state") == "READY"}),
+            "onnx": onnx["ready"],
+            "embeddings": onnx["embeddings"],
             "ollama": sorted(m["name"] for m in ollama_tags["models"]),
         },
         "standins": sorted(STANDINS),
@@ -114,13 +131,15 @@ The appliance runs on the lab edge host {HOST} (a systemd container with Docker 
   admin key    {admin}          (model management: /api/pull|create|delete, /v2/repository)
   Prometheus   user lab, password {summary["prometheus"]["password"]} (route /prometheus/, once monitoring is deployed)
   Grafana      user admin, password {summary["grafana"]["password"]} (route /grafana/; API: /grafana/api/search)
-  models       ONNX: {", ".join(summary["models"]["onnx"]) or "none"}; Ollama: {", ".join(summary["models"]["ollama"]) or "none"}
+  models       ONNX: {", ".join(summary["models"]["onnx"]) or "none"} (embeddings: {", ".join(summary["models"]["embeddings"]) or "none"}); Ollama: {", ".join(summary["models"]["ollama"]) or "none"}
   stand-ins    {"; ".join(STANDINS.values())}
 
 Try it:
   curl --cacert {ca} {url}/healthz
   curl --cacert {ca} {auth} {url}/v2/models/magika/infer -d @{EXAMPLES / "magika-v2.json"}
   curl --cacert {ca} {auth} {url}/v1/models/magika:predict -d @{EXAMPLES / "magika-v1.json"}
+  curl --cacert {ca} {auth} {url}/v2/models/minilm/infer \
+       -d '{{"inputs": [{{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["edge AI"]}}]}}'
   curl --cacert {ca} {auth} {url}/api/generate -d '{{"model": "{llm}", "prompt": "Why is the sky blue?"}}'
   curl --cacert {ca} {auth} {url}/openai/v1/chat/completions \\
        -d '{{"model": "{llm}", "messages": [{{"role": "user", "content": "hi"}}], "stream": true}}'

@@ -2,13 +2,13 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """The ONNX service's model repository on disk, as edgeai.appliance.onnx_model changes it.
 
-Layout (Triton's): ``<root>/<model>/<version>/model.onnx`` and an optional
-``<root>/<model>/config.yaml``. Two directories of the module's own live next to the models,
-on the same file system (so that every move is one rename(2)) and with names the service
-ignores:
+Layout (Triton's): ``<root>/<model>/<version>/model.onnx``, the version's other files next to it
+(a ``tokenizer.json``, say), and an optional ``<root>/<model>/config.yaml``. Two directories of
+the module's own live next to the models, on the same file system (so that every move is one
+rename(2)) and with names the service ignores:
 
 - the staging area (``<root>/.staging`` by default) receives the files to install, at
-  ``<staging>/<model>/<version>/model.onnx``; it is cleared after every install.
+  ``<staging>/<model>/<version>/<file>``; it is cleared after every install.
 - the rollback area (``<root>/.previous`` by default) holds, per model, what an activation
   replaced: the version directory it moved aside, the config.yaml it overwrote, and a record
   saying what was changed. It is written before anything changes and removed once the new
@@ -55,8 +55,19 @@ def sha256_file(path: Path) -> str | None:
 
 
 @dataclass(frozen=True)
+class WantedFile:
+    """A file of a version other than model.onnx (a tokenizer, say), with its checksum."""
+
+    name: str
+    sha256: str
+    src: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
 class Wanted:
-    """One entry of the manifest: this version of the model, with this config.yaml, serves."""
+    """One entry of the manifest: this version of the model, with these files and this
+    config.yaml, serves."""
 
     name: str
     version: int
@@ -64,6 +75,17 @@ class Wanted:
     config: str | None = None
     src: str = ""
     url: str = ""
+    files: tuple[WantedFile, ...] = ()
+
+    @property
+    def all_files(self) -> tuple[WantedFile, ...]:
+        """model.onnx, then the version's other files."""
+        return (WantedFile(MODEL_FILE, self.sha256, self.src, self.url), *self.files)
+
+    @property
+    def extra(self) -> dict[str, str]:
+        """The version's other files, name -> sha256."""
+        return {f.name: f.sha256 for f in self.files}
 
     @property
     def label(self) -> str:
@@ -78,6 +100,7 @@ class OnDisk:
     versions: list[int]
     file_sha256: str | None
     config: bytes | None
+    extra: dict[str, str] = field(default_factory=dict)  # the version's other files, by sha256
 
 
 @dataclass
@@ -99,7 +122,9 @@ def plan_model(
 ) -> Step | None:
     """What to do for one model: nothing when its file, its config.yaml and every replica
     already agree with the manifest and no newer version is on disk."""
-    file_ok = disk.file_sha256 == wanted.sha256
+    model_ok = disk.file_sha256 == wanted.sha256
+    extra_ok = disk.extra == wanted.extra
+    file_ok = model_ok and extra_ok
     config_ok = wanted.config is None or disk.config == wanted.config.encode()
     newer = [v for v in disk.versions if v > wanted.version]
     if file_ok and config_ok and served_everywhere and not newer:
@@ -113,8 +138,10 @@ def plan_model(
         )
     if disk.file_sha256 is None:
         reasons.append("new version")
-    elif not file_ok:
+    elif not model_ok:
         reasons.append("model.onnx differs from the manifest (replaced)")
+    elif not extra_ok:
+        reasons.append("the version's other files differ from the manifest (replaced)")
     if not config_ok:
         reasons.append("config.yaml changes")
     if file_ok and config_ok and not newer:
@@ -161,8 +188,8 @@ class Repository:
     def version_dir(self, name: str, version: int) -> Path:
         return self.root / name / str(version)
 
-    def staged_file(self, name: str, version: int) -> Path:
-        return self.staging / name / str(version) / MODEL_FILE
+    def staged_file(self, name: str, version: int, file: str = MODEL_FILE) -> Path:
+        return self.staging / name / str(version) / file
 
     def _saved(self, name: str) -> Path:
         return self.rollback / name
@@ -201,7 +228,8 @@ class Repository:
             elif record.config == "absent":
                 config = None
         digest = sha256_file(model_file) if model_file is not None else None
-        return OnDisk(versions=versions, file_sha256=digest, config=config)
+        extra = _other_files(model_file.parent) if model_file is not None else {}
+        return OnDisk(versions=versions, file_sha256=digest, config=config, extra=extra)
 
     def staging_leftovers(self) -> bool:
         return self.staging.exists()
@@ -340,6 +368,18 @@ class Repository:
 
 class RepositoryError(Exception):
     """The repository on disk is not in a state the module can work with."""
+
+
+def _other_files(version_dir: Path) -> dict[str, str]:
+    """The files of a version directory other than model.onnx, name -> sha256."""
+    if not version_dir.is_dir():
+        return {}
+    found = {}
+    for path in version_dir.iterdir():
+        digest = sha256_file(path) if path.name != MODEL_FILE else None
+        if digest is not None:
+            found[path.name] = digest
+    return found
 
 
 def _mkdirs(path: Path) -> None:

