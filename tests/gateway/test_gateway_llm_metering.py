@@ -144,6 +144,19 @@ def test_counters_grow_by_exactly_the_reported_tokens(
         assert len(events) == 5
 
 
+@pytest.mark.parametrize("path", ["/api/embed", "/openai/v1/embeddings"])
+def test_embeddings_count_their_prompt_tokens(
+    metered: Metered, ca: Path, lab: Lab, path: str
+) -> None:
+    model = f"e{secrets.token_hex(3)}:1b"
+    before = metered.metrics()
+    assert post(metered, ca, path, lab.keys.alice, {"model": model, "input": "hi"}).status == 200
+    after = metered.metrics_after(before)
+    assert tokens(after, "alice", model, "prompt") == 7
+    # the stand-in reports completion tokens for every route; Ollama's embed has none
+    assert requests_of(after, "alice", model, 200) == 1
+
+
 def test_a_client_that_asked_for_usage_keeps_it(metered: Metered, ca: Path, lab: Lab) -> None:
     lab.upstreams["ollama-a"].gate.release.set()
     payload = {"model": "gemma3:270m", "stream": True, "stream_options": {"include_usage": True}}
