@@ -97,10 +97,12 @@ def test_openai_usage_is_counted_exactly() -> None:
     )
     # a stream whose client asked for the usage: it gets it, and the same count is charged
     before = after
+    # (the stand-in has no /v1/completions: tests/gateway meters that route against its upstream)
     chunks = list(
-        _openai().completions.create(
-            model=MODEL, prompt="One, two, three,", temperature=0, seed=7, max_tokens=6,
-            stream=True, stream_options={"include_usage": True},
+        _openai().chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "One, two, three,"}],
+            temperature=0, seed=7, max_tokens=6, stream=True,
+            stream_options={"include_usage": True},
         )
     )  # fmt: skip
     after = settled(before)
@@ -187,6 +189,13 @@ def test_prometheus_scrapes_the_llm_counters() -> None:
     assert found is not None, "Prometheus has no edgeai_llm_tokens_total from the gateway"
 
 
+def healthy() -> bool:
+    try:
+        return httpx.get(f"{URL}/healthz", verify=CA, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def test_counters_survive_a_gateway_restart() -> None:
     _ollama().generate(MODEL, "Hi", options={"num_predict": 2})
     time.sleep(3)  # saved every 2 s (gateway_llm_state_interval)
@@ -196,7 +205,7 @@ def test_counters_survive_a_gateway_restart() -> None:
         check=True,
         capture_output=True,
     )
-    assert wait_for(lambda: httpx.get(f"{URL}/healthz", verify=CA).status_code == 200, 60, 1)
+    assert wait_for(healthy, 60, 1) is not None
     after = metrics()
     kept = {k: v for k, v in before.items() if k.startswith("edgeai_llm_tokens_total")}
     assert kept
