@@ -40,10 +40,10 @@ def key_expiry_instant(value: Any, name: str = "expires") -> dt.datetime:
     text = str(value).strip()
     try:
         if _DATE.match(text):
-            return dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.UTC)
+            return dt.datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=dt.timezone.utc)  # noqa: UP017 (Python < 3.11 controllers)
         if _INSTANT.match(text):
             fmt = "%Y-%m-%dT%H:%M:%SZ" if text.count(":") == 2 else "%Y-%m-%dT%H:%MZ"
-            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.UTC)
+            return dt.datetime.strptime(text, fmt).replace(tzinfo=dt.timezone.utc)  # noqa: UP017 (Python < 3.11 controllers)
     except ValueError:
         pass
     raise AnsibleFilterError(
