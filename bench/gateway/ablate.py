@@ -9,7 +9,8 @@ Variants (text edits of the role's rendered nginx.conf):
   one_log       the access log written once (to the file mtail reads) instead of also to stdout
   no_subrequest the 401 check in the rewrite phase instead of an auth_request subrequest
   plain_http    no TLS between client and gateway
-Usage: python bench/gateway/ablate.py [--seconds 3] [--rounds 3] [--out /tmp/ablate.json]
+Usage: python bench/gateway/ablate.py [--seconds 3] [--rounds 3] [--out FILE]
+(default bench/gateway/ablate-results.json)
 Needs what bench/gateway/run.py needs.
 """
 
@@ -63,7 +64,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
-    parser.add_argument("--out", type=Path, default=Path("/tmp/gateway-ablate.json"))
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "ablate-results.json")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="gw-ablate-"))
     root.chmod(0o755)
