@@ -149,11 +149,36 @@ def round_of(client: httpx.Client, url: str, streams: int, tokens: int) -> dict[
         "ttft_ms": statistics.median(r["ttft_ms"] for r in results),
         "tokens_per_s_per_stream": statistics.median(r["tokens_per_s"] for r in results),
         "tokens_per_s_total": sum(r["tokens"] for r in results) / wall,
+        "tokens": sum(r["tokens"] for r in results),
     }
 
 
-def measure(sides: dict[str, str], ca: Path, key: str, rounds: int, tokens: int) -> dict:
-    """``sides``: name -> base URL; "direct" is plain HTTP, every other one the gateway (TLS)."""
+def container_cpu_ns(name: str) -> int:
+    """CPU time a container has used (its cgroup's cpuacct.usage, v1, or cpu.stat, v2)."""
+    full = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Id}}", name], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{full}/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text())
+    v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{full}.scope/cpu.stat")
+    usage = next(line for line in v2.read_text().splitlines() if line.startswith("usage_usec"))
+    return int(usage.split()[1]) * 1000
+
+
+def measure(
+    sides: dict[str, str],
+    ca: Path,
+    key: str,
+    rounds: int,
+    tokens: int,
+    containers: dict[str, str] | None = None,
+) -> dict:
+    """``sides``: name -> base URL; "direct" is plain HTTP, every other one the gateway (TLS).
+
+    ``containers``: side -> the gateway container, whose CPU time per token is reported too
+    (CPU time, unlike throughput, hardly moves with the other load on the machine)."""
+    containers = containers or {}
     headers = {"Authorization": f"Bearer {key}"}
     report: dict[str, Any] = {}
     with (
@@ -162,14 +187,22 @@ def measure(sides: dict[str, str], ca: Path, key: str, rounds: int, tokens: int)
     ):
         for streams in (1, 4):
             runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+            cpu_ns = dict.fromkeys(containers, 0)
             for _ in range(rounds):
                 for side, base in sides.items():
                     client = plain if side == "direct" else tls
+                    before = container_cpu_ns(containers[side]) if side in containers else 0
                     runs[side].append(round_of(client, f"{base}/api/generate", streams, tokens))
+                    if side in containers:
+                        cpu_ns[side] += container_cpu_ns(containers[side]) - before
             summary: dict[str, Any] = {
                 side: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                 for side, rs in runs.items()
             }
+            for side, ns in cpu_ns.items():
+                generated = sum(r["tokens"] for r in runs[side])
+                summary[side]["gateway_cpu_us_per_token"] = ns / 1000 / generated
+                summary[side]["gateway_cpu_ms_per_request"] = ns / 1e6 / (rounds * streams)
             d = summary["direct"]
             for side in [s for s in sides if s != "direct"]:
                 g = summary[side]
@@ -183,6 +216,13 @@ def measure(sides: dict[str, str], ca: Path, key: str, rounds: int, tokens: int)
                     "tokens_per_s_ratio": m["tokens_per_s_total"] / g["tokens_per_s_total"],
                     "ttft_added_ms": m["ttft_ms"] - g["ttft_ms"],
                 }
+                if "gateway_cpu_us_per_token" in m:
+                    summary["metering_cost"]["cpu_us_per_token_added"] = (
+                        m["gateway_cpu_us_per_token"] - g["gateway_cpu_us_per_token"]
+                    )
+                    summary["metering_cost"]["cpu_ms_per_request_added"] = (
+                        m["gateway_cpu_ms_per_request"] - g["gateway_cpu_ms_per_request"]
+                    )
             report[f"{streams} stream{'s' if streams > 1 else ''}"] = summary
             print(streams, json.dumps(summary, indent=1), flush=True)
     return report
@@ -256,7 +296,8 @@ def main() -> None:
             # one CA for every rendered gateway: each render made its own; trust them all
             bundle = root / "ca-bundle.pem"
             bundle.write_text("".join((root / s / "ca" / "ca.crt").read_text() for s in gateways))
-            report |= measure(sides, bundle, key, args.rounds, args.tokens)
+            containers = {side: f"{name}-{side}" for side in gateways} if running else {}
+            report |= measure(sides, bundle, key, args.rounds, args.tokens, containers)
         finally:
             for proc in procs:
                 proc.send_signal(signal.SIGQUIT)
