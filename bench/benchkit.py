@@ -118,7 +118,12 @@ def hey(
 
 
 def render_gateway(
-    root: Path, upstreams: list[str], port: int, key: str, extra: dict[str, Any] | None = None
+    root: Path,
+    upstreams: list[str],
+    port: int,
+    key: str,
+    extra: dict[str, Any] | None = None,
+    metering: bool = False,
 ) -> Path:
     """The gateway role's own nginx config, rendered by Ansible for a local nginx on ``port``
     with one admin key and limits too high to reject (``extra``: more host variables); returns
@@ -142,6 +147,10 @@ def render_gateway(
         "gateway_prometheus_upstream": "",
         "gateway_rate_limit_onnx": {"rate": "1000000r/s", "burst": 100000},
         "gateway_rate_limit_llm": {"rate": "1000000r/s", "burst": 100000},
+        # this machine's nginx is Debian 12's (njs 0.7.9, no shared dictionary): the LLM
+        # metering is measured in the lab (bench/llm); the ONNX routes never run it
+        "gateway_llm_metering": metering,
+        "gateway_llm_state_dir": str(root / "state"),
         "gateway_test_paths": {
             "nginx_dir": str(root / "cfg" / "staging"),
             "run_dir": str(root / "run"),
@@ -185,6 +194,18 @@ def start_nginx(conf: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [NGINX, "-p", str(prefix), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"]
     )
+
+
+def start_nginx_in_image(conf: Path, image: str, name: str) -> None:
+    """The same, in a gateway image (e.g. the lab's, njs 0.8) on the host's network: the rendered
+    tree is mounted at its own path. Stop it with ``docker rm -f name``."""
+    prefix = conf.parent.parent.parent
+    subprocess.run(
+        ["docker", "run", "-d", "--name", name, "--network", "host",
+         "-v", f"{prefix}:{prefix}", "--entrypoint", "nginx", image,
+         "-p", str(prefix), "-e", "stderr", "-c", str(conf), "-g", "daemon off;"],
+        check=True, capture_output=True,
+    )  # fmt: skip
 
 
 # --- reporting ------------------------------------------------------------------------------

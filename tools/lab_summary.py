@@ -82,7 +82,12 @@ def collect() -> dict:
     return {
         "url": f"https://{published}",
         "ca_cert": str(STATE / "gateway-ca/ca.crt"),
-        "api_keys": {"user": secrets["user_key"], "admin": secrets["admin_key"]},
+        "api_keys": {
+            "user": secrets["user_key"],
+            "admin": secrets["admin_key"],
+            # 200 tokens a day (gateway token_budget): gets 429 with Retry-After once spent
+            "budget": secrets["budget_key"],
+        },
         "prometheus": {"user": "lab", "password": secrets["prometheus_password"]},
         "grafana": {"user": "admin", "password": secrets["grafana_password"]},
         "models": {

@@ -10,11 +10,17 @@ direct and gateway. Each stream is /api/generate, greedy, a fixed num_predict; t
 is measured to the first NDJSON line, tokens/s per stream from eval_count over the time from the
 first to the last line, and the aggregate as all tokens over the wall time of the round.
 
+With --gateway-image (the lab's nginx image: Debian 13, njs 0.8) the gateway runs in that image
+twice, with the LLM metering off and on (gateway_llm_metering: token counting, usage, histograms,
+the per-request accounting at the end), so the report gives the metering's own cost side by side:
+direct, gateway without metering, gateway with metering.
+
 With --llm-cpus (a Docker --cpuset-cpus list, e.g. 0) the stand-in runs on those cores only
 (llama.cpp uses as many threads) and nginx and the client on the others: the gateway's cost
 without CPU contention, as on a device that keeps a core for the gateway.
 
 Usage: python bench/llm/run.py [--rounds 2] [--tokens 48] [--llm-cpus 0]
+                               [--gateway-image edgeai-lab/nginx:<hash>]
                                [--out bench/llm/results.json]
 Needs Docker with the lab's ollama-standin image (make images; OLLAMA_STANDIN_IMAGE or .lab),
 the lab's GGUF (.lab), nginx + libnginx-mod-http-js and ansible-core in this interpreter's venv.
@@ -143,10 +149,36 @@ def round_of(client: httpx.Client, url: str, streams: int, tokens: int) -> dict[
         "ttft_ms": statistics.median(r["ttft_ms"] for r in results),
         "tokens_per_s_per_stream": statistics.median(r["tokens_per_s"] for r in results),
         "tokens_per_s_total": sum(r["tokens"] for r in results) / wall,
+        "tokens": sum(r["tokens"] for r in results),
     }
 
 
-def measure(direct: str, gateway: str, ca: Path, key: str, rounds: int, tokens: int) -> dict:
+def container_cpu_ns(name: str) -> int:
+    """CPU time a container has used (its cgroup's cpuacct.usage, v1, or cpu.stat, v2)."""
+    full = subprocess.run(
+        ["docker", "inspect", "-f", "{{.Id}}", name], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{full}/cpuacct.usage")
+    if v1.exists():
+        return int(v1.read_text())
+    v2 = Path(f"/sys/fs/cgroup/system.slice/docker-{full}.scope/cpu.stat")
+    usage = next(line for line in v2.read_text().splitlines() if line.startswith("usage_usec"))
+    return int(usage.split()[1]) * 1000
+
+
+def measure(
+    sides: dict[str, str],
+    ca: Path,
+    key: str,
+    rounds: int,
+    tokens: int,
+    containers: dict[str, str] | None = None,
+) -> dict:
+    """``sides``: name -> base URL; "direct" is plain HTTP, every other one the gateway (TLS).
+
+    ``containers``: side -> the gateway container, whose CPU time per token is reported too
+    (CPU time, unlike throughput, hardly moves with the other load on the machine)."""
+    containers = containers or {}
     headers = {"Authorization": f"Bearer {key}"}
     report: dict[str, Any] = {}
     with (
@@ -154,19 +186,43 @@ def measure(direct: str, gateway: str, ca: Path, key: str, rounds: int, tokens: 
         httpx.Client(timeout=600, verify=str(ca), headers=headers) as tls,
     ):
         for streams in (1, 4):
-            runs: dict[str, list[dict[str, float]]] = {"direct": [], "gateway": []}
+            runs: dict[str, list[dict[str, float]]] = {side: [] for side in sides}
+            cpu_ns = dict.fromkeys(containers, 0)
             for _ in range(rounds):
-                runs["direct"].append(round_of(plain, f"{direct}/api/generate", streams, tokens))
-                runs["gateway"].append(round_of(tls, f"{gateway}/api/generate", streams, tokens))
-            summary = {
+                for side, base in sides.items():
+                    client = plain if side == "direct" else tls
+                    before = container_cpu_ns(containers[side]) if side in containers else 0
+                    runs[side].append(round_of(client, f"{base}/api/generate", streams, tokens))
+                    if side in containers:
+                        cpu_ns[side] += container_cpu_ns(containers[side]) - before
+            summary: dict[str, Any] = {
                 side: {k: statistics.median(r[k] for r in rs) for k in rs[0]}
                 for side, rs in runs.items()
             }
-            d, g = summary["direct"], summary["gateway"]
-            summary["gateway_cost"] = {
-                "tokens_per_s_ratio": g["tokens_per_s_total"] / d["tokens_per_s_total"],
-                "ttft_added_ms": g["ttft_ms"] - d["ttft_ms"],
-            }
+            for side, ns in cpu_ns.items():
+                generated = sum(r["tokens"] for r in runs[side])
+                summary[side]["gateway_cpu_us_per_token"] = ns / 1000 / generated
+                summary[side]["gateway_cpu_ms_per_request"] = ns / 1e6 / (rounds * streams)
+            d = summary["direct"]
+            for side in [s for s in sides if s != "direct"]:
+                g = summary[side]
+                summary[f"{side}_cost"] = {
+                    "tokens_per_s_ratio": g["tokens_per_s_total"] / d["tokens_per_s_total"],
+                    "ttft_added_ms": g["ttft_ms"] - d["ttft_ms"],
+                }
+            if "gateway_metered" in sides and "gateway" in sides:
+                g, m = summary["gateway"], summary["gateway_metered"]
+                summary["metering_cost"] = {
+                    "tokens_per_s_ratio": m["tokens_per_s_total"] / g["tokens_per_s_total"],
+                    "ttft_added_ms": m["ttft_ms"] - g["ttft_ms"],
+                }
+                if "gateway_cpu_us_per_token" in m:
+                    summary["metering_cost"]["cpu_us_per_token_added"] = (
+                        m["gateway_cpu_us_per_token"] - g["gateway_cpu_us_per_token"]
+                    )
+                    summary["metering_cost"]["cpu_ms_per_request_added"] = (
+                        m["gateway_cpu_ms_per_request"] - g["gateway_cpu_ms_per_request"]
+                    )
             report[f"{streams} stream{'s' if streams > 1 else ''}"] = summary
             print(streams, json.dumps(summary, indent=1), flush=True)
     return report
@@ -186,6 +242,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--tokens", type=int, default=48)
     parser.add_argument("--llm-cpus", help="cores for the stand-in only (docker --cpuset-cpus)")
+    parser.add_argument(
+        "--gateway-image",
+        help="run the gateway in this image, metering off and on (njs 0.8: the lab's nginx)",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results.json")
     args = parser.parse_args()
     if args.llm_cpus:
@@ -201,13 +261,28 @@ def main() -> None:
     try:
         direct = start_standin(name, parallel=4, cpus=args.llm_cpus)
         upstream = direct.removeprefix("http://")
-        gw_port = benchkit.free_port()
-        conf = benchkit.render_gateway(root / "gw", [upstream], gw_port, key)
-        nginx = benchkit.start_nginx(conf)
+        gateways: dict[str, tuple[Path, int]] = {}
+        for side, metering in [("gateway", False)] + (
+            [("gateway_metered", True)] if args.gateway_image else []
+        ):
+            port = benchkit.free_port()
+            conf = benchkit.render_gateway(root / side, [upstream], port, key, metering=metering)
+            gateways[side] = (conf, port)
+        running: list[str] = []
+        procs: list[subprocess.Popen[bytes]] = []
         try:
-            benchkit.wait_port(gw_port)
+            for side, (conf, port) in gateways.items():
+                if args.gateway_image:
+                    (root / side / "state").mkdir(exist_ok=True)
+                    (root / side / "state").chmod(0o777)
+                    running.append(f"{name}-{side}")
+                    benchkit.start_nginx_in_image(conf, args.gateway_image, running[-1])
+                else:
+                    procs.append(benchkit.start_nginx(conf))
+                benchkit.wait_port(port)
             report: dict[str, Any] = {
                 "model": f"{MODEL} (Gemma 3 270M Q4_K_M, llama.cpp via llama-cpp-python 0.3.36)",
+                "gateway": args.gateway_image or "this machine's nginx",
                 "cpus": os.cpu_count(),
                 "llm_cpus": args.llm_cpus or "all",
                 "gateway_and_client_cpus": sorted(os.sched_getaffinity(0)),
@@ -215,17 +290,20 @@ def main() -> None:
                 "rounds": args.rounds,
                 "tokens_per_stream": args.tokens,
             }
-            report |= measure(
-                direct,
-                f"https://127.0.0.1:{gw_port}",
-                root / "gw" / "ca" / "ca.crt",
-                key,
-                args.rounds,
-                args.tokens,
-            )
+            sides = {"direct": direct} | {
+                side: f"https://127.0.0.1:{port}" for side, (_, port) in gateways.items()
+            }
+            # one CA for every rendered gateway: each render made its own; trust them all
+            bundle = root / "ca-bundle.pem"
+            bundle.write_text("".join((root / s / "ca" / "ca.crt").read_text() for s in gateways))
+            containers = {side: f"{name}-{side}" for side in gateways} if running else {}
+            report |= measure(sides, bundle, key, args.rounds, args.tokens, containers)
         finally:
-            nginx.send_signal(signal.SIGQUIT)
-            nginx.wait(timeout=30)
+            for proc in procs:
+                proc.send_signal(signal.SIGQUIT)
+                proc.wait(timeout=30)
+            for container in running:
+                subprocess.run(["docker", "rm", "-f", container], capture_output=True, check=False)
         args.out.write_text(json.dumps(report, indent=2) + "\n")
     finally:
         subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)

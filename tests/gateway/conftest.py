@@ -62,9 +62,20 @@ class Keys:
     alice: str = field(default_factory=lambda: secrets.token_hex(32))
     limited: str = field(default_factory=lambda: secrets.token_urlsafe(40))
     streamer: str = field(default_factory=lambda: secrets.token_hex(20))
+    scoped: str = field(default_factory=lambda: secrets.token_hex(24))
+    expired: str = field(default_factory=lambda: secrets.token_hex(24))
+    budget: str = field(default_factory=lambda: secrets.token_hex(24))
 
     def all(self) -> list[str]:
-        return [self.admin, self.alice, self.limited, self.streamer]
+        return [
+            self.admin,
+            self.alice,
+            self.limited,
+            self.streamer,
+            self.scoped,
+            self.expired,
+            self.budget,
+        ]
 
 
 @dataclass
@@ -199,6 +210,9 @@ def lab() -> Iterator[Lab]:
         "gateway_upstream_resolve": False,
         "gateway_resolver": "127.0.0.1",
         "gateway_prometheus_users": [{"name": "prom", "password": "prometheus-password-1"}],
+        # Debian 12's njs 0.7.9 has no shared dictionary: the metering runs in the lab image
+        # (njs 0.8, molecule/default/tests/test_llm_metering.py); allow-lists and expiry run here.
+        "gateway_llm_metering": False,
     }
     api_keys = [
         {"name": "admin", "key": keys.admin, "role": "admin"},
@@ -213,6 +227,8 @@ def lab() -> Iterator[Lab]:
             "onnx_burst": 0,
         },
         {"name": "streamer", "key": keys.streamer, "role": "user", "llm_streams": 1},
+        {"name": "scoped", "key": keys.scoped, "role": "user", "models": ["gemma3:*", "qwen3"]},
+        {"name": "expired", "key": keys.expired, "role": "user", "expires": "2024-01-31"},
     ]
     per_host: dict[str, dict[str, object]] = {
         # Only what an inventory must set, the upstreams on loopback and Grafana/Prometheus left
@@ -272,6 +288,28 @@ def lab() -> Iterator[Lab]:
             "gateway_client_header_timeout": "3s",
             "gateway_client_body_timeout": "3s",
         },
+        # Metering, budgets and /metrics (njs 0.8): run in the lab's nginx image, not the host's
+        # nginx (test_gateway_llm_metering.py), against the same loopback upstreams.
+        "gw-meter": {
+            "gateway_api_keys": [
+                {"name": "admin", "key": keys.admin, "role": "admin"},
+                {"name": "alice", "key": keys.alice, "role": "user"},
+                {"name": "scoped", "key": keys.scoped, "role": "user", "models": ["gemma3:*"]},
+                {
+                    "name": "budget",
+                    "key": keys.budget,
+                    "role": "user",
+                    "token_budget": {"tokens": 30, "per": "day"},
+                },
+            ],
+            "gateway_llm_metering": True,
+            "gateway_llm_state_interval": "1s",
+            "gateway_ollama_servers": [upstreams["ollama-a"].address],
+            "gateway_onnx_servers": [upstreams["onnx"].address],
+            "gateway_grafana_upstream": "",
+            "gateway_prometheus_upstream": "",
+            "gateway_rate_limit_llm": {"rate": "100r/s", "burst": 500},
+        },
         # The user brings a certificate and key.
         "gw-provided": {
             "gateway_api_keys": [{"name": "admin", "key": keys.admin, "role": "admin"}],
@@ -310,6 +348,7 @@ def lab() -> Iterator[Lab]:
             "gateway_config_dir": str(sroot / "cfg"),
             "gateway_port": scenario.port,
             "gateway_status_port": scenario.status_port,
+            "gateway_llm_state_dir": str(sroot / "state"),
             "gateway_test_paths": {
                 "nginx_dir": str(sroot / "cfg" / "staging"),
                 "run_dir": str(sroot / "run"),

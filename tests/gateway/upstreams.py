@@ -12,6 +12,11 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# The token counts every LLM answer of these upstreams reports.
+USAGE_OLLAMA = {"prompt_eval_count": 7, "eval_count": 5}
+USAGE_OPENAI = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+LISTED_MODELS = ("gemma3:270m", "gemma3:latest", "llama3.2:1b", "qwen3:latest", "qwen3:8b")
+
 
 @dataclass
 class Seen:
@@ -141,19 +146,35 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 # Read the request, then drop the connection without answering.
                 self.close_connection = True
                 return
-            if path == "/api/generate" and b'"stream": true' in body:
+            try:
+                request_json = json.loads(body) if body else {}
+            except ValueError:
+                request_json = {}
+            if not isinstance(request_json, dict):
+                request_json = {}
+            stream = request_json.get("stream") is True
+            if path in ("/api/generate", "/api/chat") and stream:
+                # Ollama's NDJSON: the last object has done and the token counts
                 lines = [
-                    json.dumps({"response": f"t{i}", "done": i == 4}).encode() + b"\n"
+                    json.dumps(
+                        {"response": f"t{i}", "done": i == 4, **(USAGE_OLLAMA if i == 4 else {})}
+                    ).encode()
+                    + b"\n"
                     for i in range(5)
                 ]
                 self._stream("application/x-ndjson", lines)
                 return
-            if path == "/v1/chat/completions" and b'"stream": true' in body:
+            if path in ("/v1/chat/completions", "/v1/completions") and stream:
                 lines = [
                     f'data: {{"choices":[{{"delta":{{"content":"t{i}"}}}}]}}\n\n'.encode()
                     for i in range(4)
-                ] + [b"data: [DONE]\n\n"]
-                self._stream("text/event-stream", lines)
+                ]
+                # ollama openai/openai.go: with stream_options.include_usage, a last chunk with
+                # no choices and the usage
+                if (request_json.get("stream_options") or {}).get("include_usage") is True:
+                    usage = {"choices": [], "usage": USAGE_OPENAI}
+                    lines.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+                self._stream("text/event-stream", [*lines, b"data: [DONE]\n\n"])
                 return
             if self.headers.get("Upgrade", "").lower() == "websocket":
                 self._json(
@@ -165,7 +186,22 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                     },
                 )
                 return
-            self._json(200, {"upstream": up.name, "path": self.path, "method": self.command})
+            reply: dict[str, object] = {
+                "upstream": up.name,
+                "path": self.path,
+                "method": self.command,
+            }
+            # listings, as Ollama's /api/tags, /api/ps and /v1/models give them
+            if path in ("/api/generate", "/api/chat", "/api/embed"):
+                reply.update({"done": True, **USAGE_OLLAMA})
+            elif path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+                reply["usage"] = USAGE_OPENAI
+            elif path in ("/api/tags", "/api/ps"):
+                reply["models"] = [{"name": m, "model": m} for m in LISTED_MODELS]
+            elif path == "/v1/models":
+                reply["object"] = "list"
+                reply["data"] = [{"id": m, "object": "model"} for m in LISTED_MODELS]
+            self._json(200, reply)
 
         do_GET = _handle  # noqa: N815
         do_POST = _handle  # noqa: N815

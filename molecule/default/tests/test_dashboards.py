@@ -56,6 +56,8 @@ def appliance_at_work(host) -> None:
     generate = {"model": llm, "prompt": "Say hello.", "stream": False,
                 "options": {"num_predict": 8, "temperature": 0, "seed": 1}}  # fmt: skip
     assert _status("POST", "/api/generate", headers=USER, json=generate) == 200
+    # a streamed one: the LLM usage board's time to first token and tokens per second
+    assert _status("POST", "/api/generate", headers=USER, json={**generate, "stream": True}) == 200
     # a burst without a key: the anonymous budget answers 429
     assert 429 in [_status("GET", "/api/tags") for _ in range(80)]
     # a failed load: a model whose file is not ONNX

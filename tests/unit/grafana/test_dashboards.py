@@ -22,7 +22,7 @@ from onnx_service.metrics import Metrics
 REPO = Path(__file__).resolve().parents[3]
 ROLE = REPO / "roles/grafana"
 DASHBOARDS = sorted(DASHBOARDS_DIR.rglob("*.json"))
-COMPONENTS = {"gateway", "onnx-service", "ollama", "host", "monitoring"}
+COMPONENTS = {"gateway", "onnx-service", "ollama", "llm-usage", "host", "monitoring"}
 
 # Series the monitoring contract (and the standard exporters) define; a name outside these is a typo
 # or a metric nobody exports.
@@ -33,7 +33,11 @@ CONTRACT = re.compile(
     r"|ollama_(up|build_info|model_present|model_size_bytes|model_loaded|model_loaded_memory_bytes)"
     r"|probe_(success|duration_seconds|http_status_code|ssl_earliest_cert_expiry)"
     r"|(node|nginx|container|prometheus|alertmanager|grafana)_[a-zA-Z0-9_]+"
-    r"|onnx_service_[a-z_]+|up|ALERTS|scrape_duration_seconds)$"
+    r"|onnx_service_[a-z_]+|up|ALERTS|scrape_duration_seconds"
+    # the gateway's LLM metering (roles/gateway/templates/llm.js.j2)
+    r"|edgeai_llm_(tokens_total|requests_total|budget_tokens|budget_used_tokens"
+    r"|(time_to_first_token_seconds|tokens_per_second|queue_seconds"
+    r"|request_duration_seconds)_bucket))$"
 )
 PROMQL_WORDS = {
     "sum", "min", "max", "avg", "count", "by", "without", "rate", "increase", "histogram_quantile",

@@ -5,13 +5,14 @@ BOARDS lists them in the order the generator writes them (and lists their querie
 
 from __future__ import annotations
 
-from . import gateway, host, monitoring, ollama, onnx_service, overview
+from . import gateway, host, llm_usage, monitoring, ollama, onnx_service, overview
 
 BOARDS = (
     overview.board,
     gateway.board,
     onnx_service.board,
     ollama.board,
+    llm_usage.board,
     host.board,
     monitoring.board,
 )

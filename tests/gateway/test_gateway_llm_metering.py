@@ -1,0 +1,254 @@
+"""Token metering, budgets and /metrics in the lab's nginx image (njs 0.8), on loopback.
+
+The rendered gw-meter scenario runs in the image the lab deploys (Debian 13's nginx 1.26 with
+njs 0.8.9; the host's Debian 12 njs 0.7.9 has no shared dictionary), on the host's network so
+that it reaches this suite's loopback upstreams. They report 7 prompt and 5 completion tokens
+for every answer (upstreams.USAGE_*); the lab's real model is metered in molecule's test_llm.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .client import Response, request
+from .conftest import Lab, Scenario
+from .test_gateway_role import IMAGE, docker, docker_ready
+
+pytestmark = [
+    pytest.mark.docker,
+    pytest.mark.skipif(not docker_ready(), reason=f"needs Docker and the image {IMAGE}"),
+]
+
+
+class Metered:
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.name = f"gwtest-meter-{secrets.token_hex(4)}"
+        state = scenario.root / "state"
+        state.mkdir(exist_ok=True)
+        state.chmod(0o777)
+        root = str(scenario.root.parent)
+        docker(
+            "run", "-d", "--name", self.name, "--network", "host",
+            "-v", f"{root}:{root}", "--entrypoint", "nginx", IMAGE,
+            *scenario.nginx_args()[1:], "-g", "daemon off;",
+        )  # fmt: skip
+        self.wait()
+
+    def wait(self) -> None:
+        for _ in range(200):
+            try:
+                if request(self.scenario.status_port, "GET", "/healthz", ca=None).status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        logs = docker("logs", self.name, check=False)
+        raise AssertionError(f"the metered gateway did not start: {logs.stdout}{logs.stderr}")
+
+    def metrics(self) -> dict[str, float]:
+        resp = request(self.scenario.status_port, "GET", "/metrics", ca=None)
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/plain")
+        out = {}
+        for line in resp.body.decode().splitlines():
+            if line and not line.startswith("#"):
+                series, value = line.rsplit(" ", 1)
+                out[series] = float(value)
+        return out
+
+    def metrics_after(self, before: dict[str, float]) -> dict[str, float]:
+        """The metrics once the last request is counted (at its end, after the response)."""
+        for _ in range(100):
+            now = self.metrics()
+            if now != before:
+                time.sleep(0.1)
+                return self.metrics()
+            time.sleep(0.02)
+        raise AssertionError("the counters did not change")
+
+    def stop(self) -> None:
+        docker("rm", "-f", self.name, check=False)
+
+
+@pytest.fixture(scope="module")
+def metered(lab: Lab) -> Iterator[Metered]:
+    if shutil.which("docker") is None:
+        pytest.skip("needs Docker")
+    gw = Metered(lab.scenarios["gw-meter"])
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def ca(lab: Lab) -> Path:
+    return lab.ca_dir / "ca.crt"
+
+
+def post(gw: Metered, ca: Path, path: str, key: str, payload: dict[str, object]) -> Response:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    body = json.dumps(payload).encode()
+    return request(gw.scenario.port, "POST", path, ca=ca, headers=headers, body=body)
+
+
+def tokens(m: dict[str, float], key: str, model: str, kind: str) -> float:
+    return m.get(f'edgeai_llm_tokens_total{{key="{key}",model="{model}",kind="{kind}"}}', 0)
+
+
+def requests_of(m: dict[str, float], key: str, model: str, status: int) -> float:
+    return m.get(f'edgeai_llm_requests_total{{key="{key}",model="{model}",status="{status}"}}', 0)
+
+
+@pytest.mark.parametrize(
+    ("path", "stream"),
+    [
+        ("/api/generate", False),
+        ("/api/generate", True),
+        ("/api/chat", True),
+        ("/openai/v1/chat/completions", False),
+        ("/openai/v1/chat/completions", True),
+        ("/openai/v1/completions", True),
+    ],
+)
+def test_counters_grow_by_exactly_the_reported_tokens(
+    metered: Metered, ca: Path, lab: Lab, path: str, stream: bool
+) -> None:
+    model = f"m{secrets.token_hex(3)}:1b"
+    lab.upstreams["ollama-a"].gate.release.set()
+    before = metered.metrics()
+    resp = post(metered, ca, path, lab.keys.alice, {"model": model, "stream": stream})
+    assert resp.status == 200, resp.body
+    after = metered.metrics_after(before)
+    assert tokens(after, "alice", model, "prompt") - tokens(before, "alice", model, "prompt") == 7
+    assert (
+        tokens(after, "alice", model, "completion") - tokens(before, "alice", model, "completion")
+        == 5
+    )
+    assert requests_of(after, "alice", model, 200) == 1
+    if stream and path.startswith("/openai/"):
+        # the gateway asked for the usage chunk; the client did not, and does not get it
+        events = [e for e in resp.body.split(b"\n\n") if e.startswith(b"data: ")]
+        assert events[-1] == b"data: [DONE]"
+        assert not any(b'"usage"' in e for e in events)
+        assert len(events) == 5
+
+
+@pytest.mark.parametrize("path", ["/api/embed", "/openai/v1/embeddings"])
+def test_embeddings_count_their_prompt_tokens(
+    metered: Metered, ca: Path, lab: Lab, path: str
+) -> None:
+    model = f"e{secrets.token_hex(3)}:1b"
+    before = metered.metrics()
+    assert post(metered, ca, path, lab.keys.alice, {"model": model, "input": "hi"}).status == 200
+    after = metered.metrics_after(before)
+    assert tokens(after, "alice", model, "prompt") == 7
+    # the stand-in reports completion tokens for every route; Ollama's embed has none
+    assert requests_of(after, "alice", model, 200) == 1
+
+
+def test_a_client_that_asked_for_usage_keeps_it(metered: Metered, ca: Path, lab: Lab) -> None:
+    lab.upstreams["ollama-a"].gate.release.set()
+    payload = {"model": "gemma3:270m", "stream": True, "stream_options": {"include_usage": True}}
+    resp = post(metered, ca, "/openai/v1/chat/completions", lab.keys.alice, payload)
+    usage = [e for e in resp.body.split(b"\n\n") if b'"usage"' in e]
+    assert len(usage) == 1
+    assert json.loads(usage[0][6:])["usage"]["completion_tokens"] == 5
+
+
+def test_policy_rejections_are_counted_and_never_reach_ollama(
+    metered: Metered, ca: Path, lab: Lab
+) -> None:
+    before = metered.metrics()
+    resp = post(metered, ca, "/api/generate", lab.keys.scoped, {"model": "llama3:8b"})
+    assert resp.status == 403
+    after = metered.metrics_after(before)
+    assert (
+        requests_of(after, "scoped", "llama3:8b", 403)
+        == requests_of(before, "scoped", "llama3:8b", 403) + 1
+    )
+    assert tokens(after, "scoped", "llama3:8b", "prompt") == 0
+
+
+def test_the_budget_key_gets_429_with_retry_after_once_spent(
+    metered: Metered, ca: Path, lab: Lab
+) -> None:
+    lab.upstreams["ollama-a"].gate.release.set()
+    # 30 tokens a day, 12 per answer: the third request starts under the budget and finishes
+    statuses = [
+        post(
+            metered, ca, "/api/generate", lab.keys.budget, {"model": "gemma3:270m", "stream": False}
+        ).status
+        for _ in range(3)
+    ]
+    assert statuses == [200, 200, 200]
+    time.sleep(0.3)  # counted at the end of each request
+    over = post(metered, ca, "/api/generate", lab.keys.budget, {"model": "gemma3:270m"})
+    assert over.status == 429
+    error = over.json()["error"]
+    assert error["type"] == "token_budget_exceeded"
+    assert error["budget"] == {
+        "tokens": 30, "per": "day", "used": 36, "resets_at": error["budget"]["resets_at"]
+    }  # fmt: skip
+    retry = int(over.headers["Retry-After"])
+    midnight = (int(time.time()) // 86400 + 1) * 86400
+    assert abs(retry - (midnight - time.time())) < 5
+    m = metered.metrics()
+    assert m['edgeai_llm_budget_used_tokens{key="budget",per="day"}'] == 36
+    assert m['edgeai_llm_budget_tokens{key="budget",per="day"}'] == 30
+
+
+def test_latency_histograms_per_model(metered: Metered, ca: Path, lab: Lab) -> None:
+    upstream = lab.upstreams["ollama-a"]
+    upstream.reset()  # a new gate: the stream waits after its first chunk until released
+    threading.Timer(0.3, upstream.gate.release.set).start()
+    before = metered.metrics()
+    post(metered, ca, "/api/generate", lab.keys.alice, {"model": "hist:1b", "stream": True})
+    m = metered.metrics_after(before)
+    for name in ("time_to_first_token_seconds", "request_duration_seconds", "queue_seconds"):
+        assert m[f'edgeai_llm_{name}_count{{model="hist:1b"}}'] == 1, name
+        assert m[f'edgeai_llm_{name}_bucket{{model="hist:1b",le="+Inf"}}'] == 1
+    assert m['edgeai_llm_tokens_per_second_count{model="hist:1b"}'] == 1
+    # the first token came at once, the other four 0.3 s later: under 20 tokens/s
+    assert m['edgeai_llm_time_to_first_token_seconds_bucket{model="hist:1b",le="0.25"}'] == 1
+    assert m['edgeai_llm_tokens_per_second_bucket{model="hist:1b",le="20"}'] == 1
+
+
+def test_onnx_requests_are_not_metered(metered: Metered, ca: Path, lab: Lab) -> None:
+    before = metered.metrics()
+    headers = {"Authorization": f"Bearer {lab.keys.alice}"}
+    assert request(metered.scenario.port, "GET", "/v2/models", ca=ca, headers=headers).status == 200
+    assert metered.metrics() == before
+
+
+def test_counters_survive_a_restart(metered: Metered, ca: Path, lab: Lab) -> None:
+    lab.upstreams["ollama-a"].gate.release.set()
+    assert (
+        post(
+            metered, ca, "/api/generate", lab.keys.alice, {"model": "keep:1b", "stream": False}
+        ).status
+        == 200
+    )
+    before = metered.metrics()
+    assert tokens(before, "alice", "keep:1b", "completion") == 5
+    time.sleep(2.5)  # gw-meter saves every second
+    saved = json.loads((metered.scenario.root / "state" / "llm-usage.json").read_text())
+    assert any(re.search("keep:1b", k) for k in saved)
+    docker("restart", metered.name)
+    metered.wait()
+    after = metered.metrics()
+    assert tokens(after, "alice", "keep:1b", "completion") == 5
+    assert after['edgeai_llm_budget_used_tokens{key="budget",per="day"}'] == 36
+    # and the budget still holds
+    over = post(metered, ca, "/api/generate", lab.keys.budget, {"model": "gemma3:270m"})
+    assert over.status == 429
