@@ -78,6 +78,19 @@ def scrape_batch(url: str, model: str, before: tuple[float, float]) -> tuple[flo
     return values[0] - before[0], values[1] - before[1]
 
 
+def embed(tokenizer: Any, session: Any, texts: list[str]) -> np.ndarray:
+    """MiniLM as its package's encode does it: tokens, the graph, mean pooling over the attention
+    mask, L2 normalisation (the PyTriton peer and the in-process reference share it)."""
+    encodings = tokenizer.encode_batch(texts)
+    ids = np.array([e.ids for e in encodings], dtype=np.int64)
+    mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    (hidden,) = session.run(None, feeds)
+    weights = mask[..., None].astype(np.float32)
+    pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
+    return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+
+
 def serve_pytriton_embeddings(port: int, model: Path, tokenizer_file: Path) -> None:
     """Runs inside the PyTriton venv: the same graph in Triton's Python backend, the tokenizer,
     mean pooling and L2 in Python, dynamic batching (max 32, no delay, as the service)."""
@@ -95,14 +108,7 @@ def serve_pytriton_embeddings(port: int, model: Path, tokenizer_file: Path) -> N
     @batch
     def infer(text: np.ndarray) -> dict[str, np.ndarray]:
         texts = [t.decode() if isinstance(t, bytes) else str(t) for t in text.reshape(-1)]
-        encodings = tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        (hidden,) = session.run(None, feeds)
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-        return {"embedding": pooled / np.linalg.norm(pooled, axis=1, keepdims=True)}
+        return {"embedding": embed(tokenizer, session, texts)}
 
     config = TritonConfig(http_port=port, grpc_port=port + 1, metrics_port=port + 2)
     with Triton(config=config) as triton:
@@ -166,14 +172,7 @@ def in_process(batch: int, seconds: float) -> float:
     texts = [SENTENCE] * batch
 
     def encode() -> np.ndarray:
-        encodings = tokenizer.encode_batch(texts)
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
-        (hidden,) = session.run(None, feeds)
-        weights = mask[..., None].astype(np.float32)
-        pooled = (hidden * weights).sum(axis=1) / weights.sum(axis=1)
-        return pooled / np.linalg.norm(pooled, axis=1, keepdims=True)
+        return embed(tokenizer, session, texts)
 
     for _ in range(3):
         encode()

