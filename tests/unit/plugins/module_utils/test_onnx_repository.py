@@ -80,6 +80,23 @@ def prepare(root: Path, scenario: str) -> tuple[repo.Repository, repo.Step]:
     return repository, step
 
 
+def activate_crashing_after(
+    repository: repo.Repository,
+    step: repo.Step,
+    steps: int,
+    total: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Activate ``step``, the process dying after ``steps`` durable steps (of ``total``)."""
+    crash_after(steps, monkeypatch)
+    if steps < total:
+        with pytest.raises(CrashError):
+            repository.activate(step)
+    else:
+        repository.activate(step)
+    monkeypatch.undo()
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_a_crash_at_any_step_is_rolled_back_to_the_exact_previous_state(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str
@@ -95,13 +112,8 @@ def test_a_crash_at_any_step_is_rolled_back_to_the_exact_previous_state(
         root = tmp_path / f"crash-{steps}"
         repository, step = prepare(root, scenario)
         before = tree(root)
-        crash_after(steps, monkeypatch)
-        if steps < len(total):
-            with pytest.raises(CrashError):
-                repository.activate(step)
-        else:
-            repository.activate(step)  # it finished, but never served: still rolled back
-        monkeypatch.undo()
+        # the last round finishes, but the new version is never served: still rolled back
+        activate_crashing_after(repository, step, steps, len(total), monkeypatch)
         shutil.rmtree(repository.staging)  # a later run may wipe staging first: nothing is lost
         wanted = step.wanted
         assert repo.Repository(str(root)).read(wanted).file_sha256 == (
@@ -181,13 +193,8 @@ def test_a_drift_rollback_interrupted_at_any_step_puts_the_newer_versions_back(
         root = tmp_path / f"crash-{steps}"
         repository, step = prepare_drift(root)
         before = tree(root)
-        crash_after(steps, monkeypatch)
-        if steps < len(total):
-            with pytest.raises(CrashError):
-                repository.activate(step)
-        else:
-            repository.activate(step)  # finished, but version 1 never served: undone
-        monkeypatch.undo()
+        # the last round finishes, but version 1 is never served: undone
+        activate_crashing_after(repository, step, steps, len(total), monkeypatch)
         wanted = step.wanted
         assert repo.Repository(str(root)).read(wanted).versions == [1, 2, 3], (
             f"the plan of a run after crash {steps} sees the newer versions"
