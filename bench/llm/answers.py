@@ -20,12 +20,12 @@ import json
 import os
 import statistics
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from run import standin_url
 
 REPO = Path(__file__).resolve().parents[2]
 LAB = Path(os.environ.get("EDGEAI_LAB_STATE", REPO / ".lab"))
@@ -70,22 +70,7 @@ def start(name: str, image: str, cpus: str) -> str:
          "-e", "OLLAMA_KEEP_ALIVE=-1", "-p", "127.0.0.1::11434", image],
         check=True, capture_output=True,
     )  # fmt: skip
-    port = (
-        subprocess.run(
-            ["docker", "port", name, "11434/tcp"], check=True, capture_output=True, text=True
-        )
-        .stdout.split()[0]
-        .rsplit(":", 1)[1]
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/api/version", timeout=2).status_code == 200:
-                return url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{image} did not answer")
+    return standin_url(name)
 
 
 def create(url: str, entry: dict[str, Any], threads: int) -> None:

@@ -62,6 +62,26 @@ def standin_image() -> str:
     return str(json.loads((LAB / "images.json").read_text())["images"]["ollama-standin"])
 
 
+def standin_url(name: str, tries: int = 300) -> str:
+    """The loopback URL of the stand-in container ``name``, once it answers /api/version."""
+    port = (
+        subprocess.run(
+            ["docker", "port", name, "11434/tcp"], check=True, capture_output=True, text=True
+        )
+        .stdout.split()[0]
+        .rsplit(":", 1)[1]
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(tries):
+        try:
+            if httpx.get(f"{url}/api/version", timeout=2).status_code == 200:
+                return url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"the stand-in {name} did not answer on {url}")
+
+
 def start_standin(name: str, parallel: int, cpus: str | None) -> str:
     pinning = ["--cpuset-cpus", cpus] if cpus else []
     subprocess.run(
@@ -72,20 +92,7 @@ def start_standin(name: str, parallel: int, cpus: str | None) -> str:
          "-e", "OLLAMA_KEEP_ALIVE=-1", "-p", "127.0.0.1::11434", standin_image()],
         check=True, capture_output=True,
     )  # fmt: skip
-    port = (
-        subprocess.run(
-            ["docker", "port", name, "11434/tcp"], check=True, capture_output=True, text=True
-        )
-        .stdout.split()[0]
-        .rsplit(":", 1)[1]
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(200):
-        try:
-            if httpx.get(f"{url}/api/version", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
+    url = standin_url(name)
     with httpx.Client(base_url=url, timeout=600) as client:
         digest = (
             "sha256:"
