@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import stat
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -22,27 +21,15 @@ from pathlib import Path
 
 import pytest
 from ansible_run import ansible_playbook, playbook_env
+from docker_run import docker, docker_ready
 
 IMAGE = os.environ.get("GATEWAY_TEST_IMAGE", "edgeai-lab/nginx:dev")
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "cadvisor_docker_api.yml"
-DOCKER = shutil.which("docker")
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DOCKER), *args], capture_output=True, text=True, check=check, timeout=120
-    )
-
-
-def docker_ready() -> bool:
-    if DOCKER is None or docker("info", check=False).returncode != 0:
-        return False
-    return docker("image", "inspect", IMAGE, check=False).returncode == 0
 
 
 pytestmark = [
     pytest.mark.docker,
-    pytest.mark.skipif(not docker_ready(), reason=f"needs Docker and the image {IMAGE}"),
+    pytest.mark.skipif(not docker_ready(IMAGE), reason=f"needs Docker and the image {IMAGE}"),
 ]
 
 

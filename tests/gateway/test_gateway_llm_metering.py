@@ -11,21 +11,21 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from docker_run import docker, docker_ready
 
 from .client import Response, request
 from .conftest import Lab, Scenario
-from .test_gateway_role import IMAGE, docker, docker_ready
+from .test_gateway_role import IMAGE
 
 pytestmark = [
     pytest.mark.docker,
-    pytest.mark.skipif(not docker_ready(), reason=f"needs Docker and the image {IMAGE}"),
+    pytest.mark.skipif(not docker_ready(IMAGE), reason=f"needs Docker and the image {IMAGE}"),
 ]
 
 
@@ -82,8 +82,6 @@ class Metered:
 
 @pytest.fixture(scope="module")
 def metered(lab: Lab) -> Iterator[Metered]:
-    if shutil.which("docker") is None:
-        pytest.skip("needs Docker")
     gw = Metered(lab.scenarios["gw-meter"])
     try:
         yield gw

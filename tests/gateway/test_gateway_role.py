@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from ansible_run import ansible_playbook, playbook_env
+from docker_run import docker, docker_ready
 
 from .client import request
 from .conftest import free_port
@@ -26,26 +27,11 @@ from .test_gateway_render import recap
 
 IMAGE = os.environ.get("GATEWAY_TEST_IMAGE", "edgeai-lab/nginx:dev")
 PLAYBOOK = Path(__file__).resolve().parent / "playbooks" / "role.yml"
-DOCKER = shutil.which("docker")
-
-
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DOCKER), *args], capture_output=True, text=True, check=check, timeout=120
-    )
-
-
-def docker_ready() -> bool:
-    if DOCKER is None:
-        return False
-    if docker("info", check=False).returncode != 0:
-        return False
-    return docker("image", "inspect", IMAGE, check=False).returncode == 0
 
 
 pytestmark = [
     pytest.mark.docker,
-    pytest.mark.skipif(not docker_ready(), reason=f"needs Docker and the image {IMAGE}"),
+    pytest.mark.skipif(not docker_ready(IMAGE), reason=f"needs Docker and the image {IMAGE}"),
 ]
 
 

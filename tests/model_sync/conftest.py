@@ -14,7 +14,6 @@ import re
 import secrets
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,32 +27,18 @@ from typing import Any
 import numpy as np
 import pytest
 from ansible_run import ansible_playbook, playbook_env
+from docker_run import docker, docker_ready
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "model_sync.yml"
 ONNX_IMAGE = os.environ.get("MSYNC_ONNX_IMAGE", "edgeai-lab/onnx-service:dev")
 OLLAMA_IMAGE = os.environ.get("MSYNC_OLLAMA_IMAGE", "edgeai-lab/ollama-standin:dev")
-DOCKER = shutil.which("docker")
 REPLICAS = 2
 
 
-def docker(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(DOCKER), *args], capture_output=True, text=True, check=check, timeout=120
-    )
-
-
-def docker_ready() -> bool:
-    if DOCKER is None or docker("info", check=False).returncode != 0:
-        return False
-    return all(
-        docker("image", "inspect", image, check=False).returncode == 0
-        for image in (ONNX_IMAGE, OLLAMA_IMAGE)
-    )
-
-
 pytestmark = pytest.mark.skipif(
-    not docker_ready(), reason=f"needs Docker and the images {ONNX_IMAGE}, {OLLAMA_IMAGE}"
+    not docker_ready(ONNX_IMAGE, OLLAMA_IMAGE),
+    reason=f"needs Docker and the images {ONNX_IMAGE}, {OLLAMA_IMAGE}",
 )
 
 
