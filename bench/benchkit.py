@@ -33,10 +33,13 @@ GATEWAY_RENDER_PLAYBOOK = ROOT / "tests" / "gateway" / "playbooks" / "render.yml
 # --- ports and processes --------------------------------------------------------------------
 
 
+sys.path.append(str(ROOT / "tests"))
+from free_ports import reserve_port  # noqa: E402  (standard library only, like this file)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port for a server that binds it later; see tests/free_ports.py for why not port 0."""
+    return reserve_port()
 
 
 def wait_port(port: int) -> None:

@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from free_ports import reserve_port
 
 from .onnx_grpc import OnnxService
 from .upstreams import Upstream
@@ -37,12 +38,6 @@ NJS_MODULE = "/usr/lib/nginx/modules/ngx_http_js_module.so"
 CA_PASSPHRASE = "lab-ca-passphrase-0123456789"
 
 pytestmark = pytest.mark.skipif(not Path(NGINX).exists(), reason="needs nginx")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_for_port(port: int, proc: subprocess.Popen[bytes], errlog: Path) -> None:
@@ -338,7 +333,7 @@ def lab() -> Iterator[Lab]:
         sroot = root / host
         (sroot / "run").mkdir(parents=True)
         sroot.chmod(0o755)
-        scenario = Scenario(host, sroot, free_port(), free_port(), variables)
+        scenario = Scenario(host, sroot, reserve_port(), reserve_port(), variables)
         scenarios[host] = scenario
         hostvars[host] = {
             **common,

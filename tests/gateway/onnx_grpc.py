@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import uvicorn
+from free_ports import reserve_port
 from onnx_service.app import create_app
 from onnx_service.settings import Settings
 
@@ -19,17 +20,10 @@ import onnx_models
 MODEL = "tiny"  # x: FP32 [-1, 16] -> y: FP32 [-1, 4]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 class OnnxService:
     def __init__(self, models_dir: Path) -> None:
         self.model_file = onnx_models.mlp(models_dir / MODEL / "1" / "model.onnx", [16, 32, 4])
-        self.grpc_port = _free_port()
+        self.grpc_port = reserve_port()
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self._sock = sock

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from ansible_run import ansible_playbook, playbook_env
 from docker_run import docker, docker_ready
+from free_ports import reserve_port
 
 from .client import request
-from .conftest import free_port
 from .test_gateway_render import recap
 
 IMAGE = os.environ.get("GATEWAY_TEST_IMAGE", "edgeai-lab/nginx:dev")
@@ -69,7 +69,7 @@ def site() -> Iterator[Site]:
     root.chmod(0o755)
     nets = {kind: f"gwtest_{kind}_{suffix}" for kind in ("front", "back", "mon")}
     upstream = f"gwtest-upstream-{suffix}"
-    port = free_port()
+    port = reserve_port()
     site = Site(root, suffix, port, secrets.token_hex(24), root / "vars.json", nets)
     site.vars_file.write_text(
         json.dumps(

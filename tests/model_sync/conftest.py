@@ -13,7 +13,6 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ import numpy as np
 import pytest
 from ansible_run import ansible_playbook, playbook_env
 from docker_run import docker, docker_ready
+from free_ports import reserve_port, reserve_ports
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "playbooks" / "model_sync.yml"
@@ -40,26 +40,6 @@ pytestmark = pytest.mark.skipif(
     not docker_ready(ONNX_IMAGE, OLLAMA_IMAGE),
     reason=f"needs Docker and the images {ONNX_IMAGE}, {OLLAMA_IMAGE}",
 )
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            first = int(s.getsockname()[1])
-        if first + count < 65535 and all(_free(first + i) for i in range(count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports")
 
 
 def http(
@@ -190,8 +170,8 @@ def site() -> Iterator[Site]:
     (root / "home").mkdir()
     files = root / "controller"
     files.mkdir()
-    onnx_port = free_ports(REPLICAS)
-    ollama_port = free_ports(1)
+    onnx_port = reserve_ports(REPLICAS)
+    ollama_port = reserve_port()
     containers: list[str] = []
     try:
         for i in range(REPLICAS):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+from free_ports import reserve_port
 
 from .conftest import Rendered, tool
 
@@ -28,12 +28,6 @@ FRAGMENT = """\
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _targets(port: int) -> list[dict]:
     url = f"http://127.0.0.1:{port}/prometheus/api/v1/targets"
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -47,7 +41,7 @@ def test_fragment_labels_override_the_generic_job(
     shutil.copytree(rendered["defaults"].prometheus, config)
     (config / "targets").mkdir()
     (config / "targets/blackbox.yml").write_text(FRAGMENT)
-    port = _free_port()
+    port = reserve_port()
     server = subprocess.Popen(
         [
             tool("prometheus"),
