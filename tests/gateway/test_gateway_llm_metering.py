@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from docker_run import docker, docker_ready
 
-from .client import Response, request
+from .client import Response, connect, request
 from .conftest import Lab, Scenario
 from .test_gateway_role import IMAGE
 
@@ -153,6 +153,31 @@ def test_embeddings_count_their_prompt_tokens(
     assert tokens(after, "alice", model, "prompt") == 7
     # the stand-in reports completion tokens for every route; Ollama's embed has none
     assert requests_of(after, "alice", model, 200) == 1
+
+
+@pytest.mark.parametrize("path", ["/api/generate", "/openai/v1/completions"])
+def test_a_client_that_leaves_mid_stream_is_charged_for_what_it_got(
+    metered: Metered, ca: Path, lab: Lab, path: str
+) -> None:
+    upstream = lab.upstreams["ollama-a"]
+    upstream.reset()  # the stream stops after its first chunk until released
+    model = f"gone{secrets.token_hex(3)}:1b"
+    before = metered.metrics()
+    body = json.dumps({"model": model, "stream": True}).encode()
+    conn = connect(metered.scenario.port, ca)
+    headers = {"Authorization": f"Bearer {lab.keys.alice}", "Content-Type": "application/json"}
+    conn.request("POST", path, body=body, headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 200
+    first = resp.read1()
+    assert b"t0" in first
+    conn.close()  # the client leaves with one token
+    upstream.gate.release.set()
+    after = metered.metrics_after(before)
+    counted = f'edgeai_llm_requests_total{{key="alice",model="{model}",'
+    assert sum(v for series, v in after.items() if series.startswith(counted)) == 1
+    # no final count reached the gateway: the one piece the client received is charged
+    assert tokens(after, "alice", model, "completion") == 1
 
 
 def test_a_client_that_asked_for_usage_keeps_it(metered: Metered, ca: Path, lab: Lab) -> None:
