@@ -180,6 +180,20 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_it_got(
     assert tokens(after, "alice", model, "completion") == 1
 
 
+def test_a_request_ollama_could_not_answer_is_counted_with_its_status(
+    metered: Metered, ca: Path, lab: Lab
+) -> None:
+    model = f"boom{secrets.token_hex(3)}:1b"
+    before = metered.metrics()
+    resp = post(metered, ca, "/api/chat", lab.keys.alice, {"model": model, "stream": False})
+    assert resp.status == 502
+    assert resp.json()["error"]["type"] == "upstream_unavailable"
+    after = metered.metrics_after(before)
+    assert requests_of(after, "alice", model, 502) == 1
+    assert tokens(after, "alice", model, "prompt") == 0
+    assert tokens(after, "alice", model, "completion") == 0
+
+
 def test_a_client_that_asked_for_usage_keeps_it(metered: Metered, ca: Path, lab: Lab) -> None:
     lab.upstreams["ollama-a"].gate.release.set()
     payload = {"model": "gemma3:270m", "stream": True, "stream_options": {"include_usage": True}}
@@ -234,7 +248,14 @@ def test_the_budget_key_gets_429_with_retry_after_once_spent(
 def test_latency_histograms_per_model(metered: Metered, ca: Path, lab: Lab) -> None:
     upstream = lab.upstreams["ollama-a"]
     upstream.reset()  # a new gate: the stream waits after its first chunk until released
-    threading.Timer(0.3, upstream.gate.release.set).start()
+    gate = upstream.gate
+
+    def release_later() -> None:  # 0.3 s after the first chunk left, however slow the machine
+        if gate.first_sent.wait(20):
+            time.sleep(0.3)
+        gate.release.set()
+
+    threading.Thread(target=release_later, daemon=True).start()
     before = metered.metrics()
     post(metered, ca, "/api/generate", lab.keys.alice, {"model": "hist:1b", "stream": True})
     m = metered.metrics_after(before)

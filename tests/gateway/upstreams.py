@@ -152,6 +152,9 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 request_json = {}
             if not isinstance(request_json, dict):
                 request_json = {}
+            if str(request_json.get("model", "")).startswith("boom"):
+                self.close_connection = True  # a model server that dies on this request
+                return
             stream = request_json.get("stream") is True
             if path in ("/api/generate", "/api/chat") and stream:
                 # Ollama's NDJSON: the last object has done and the token counts
