@@ -29,7 +29,7 @@ def render(root: Path, **variables: object) -> subprocess.CompletedProcess[str]:
     extra = {
         "ansible_python_interpreter": sys.executable,
         "exporters_config_dir": str(root / "cfg"),
-        "exporters_prometheus_targets_dir": str(root / "targets"),
+        "prometheus_targets_dir": str(root / "targets"),
         "exporters_node_listen_address": "172.30.0.1",
         "exporters_blackbox_api_key": KEY,
         "exporters_blackbox_prometheus_user": "prom",
