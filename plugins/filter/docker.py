@@ -153,10 +153,64 @@ def replica_names(count: Any, base: str) -> list[str]:
     return [base] + [f"{base}-{i}" for i in range(2, number + 1)]
 
 
+# The security baseline of every long-running container of the appliance (container_baseline).
+NO_NEW_PRIVILEGES = "no-new-privileges:true"
+_COMPARISONS = {"labels": "strict", "env": "strict", "networks": "strict"}
+_COMPARISON_MODES = ("strict", "ignore", "allow_more_present")
+
+
+def container_baseline(
+    role: str,
+    memory: Any = "",
+    total_mb: Any = 0,
+    name: str | None = None,
+    *,
+    labels: dict[str, Any] | None = None,
+    comparisons: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """docker_container options every container of ``role`` runs with (for module_defaults).
+
+    Every capability dropped, ``no-new-privileges:true``, a read-only root filesystem, the labels
+    ``org.edgeai.appliance``/``org.edgeai.role`` (plus ``labels``), strict comparison of labels,
+    environment and networks (``comparisons`` overrides single ones) and, when ``memory`` is not
+    empty, the memory limit in bytes (``memory_limit`` of ``memory``, ``total_mb``; ``name``, the
+    variable, defaults to ``<role>_memory_limit`` and starts every error message).
+    """
+    if not isinstance(role, str) or not re.fullmatch(r"[a-z][a-z0-9_]*", role):
+        raise AnsibleFilterError(f"container_baseline: the role must be a role name, got {role!r}")
+    for what, given in (("labels", labels), ("comparisons", comparisons)):
+        if given is not None and not isinstance(given, dict):
+            raise AnsibleFilterError(
+                f"container_baseline: {what} must be a mapping, got {type(given).__name__}"
+            )
+    unknown = {k: v for k, v in (comparisons or {}).items() if v not in _COMPARISON_MODES}
+    if unknown:
+        modes = ", ".join(_COMPARISON_MODES)
+        raise AnsibleFilterError(
+            f"container_baseline: comparisons {unknown!r} must be one of {modes}"
+        )
+    options: dict[str, Any] = {
+        "cap_drop": ["ALL"],
+        "security_opts": [NO_NEW_PRIVILEGES],
+        "read_only": True,
+        "labels": {
+            "org.edgeai.appliance": "true",
+            "org.edgeai.role": role,
+            **{str(k): str(v) for k, v in (labels or {}).items()},
+        },
+        "comparisons": {**_COMPARISONS, **(comparisons or {})},
+    }
+    limit = memory_limit(memory, total_mb, name or f"{role}_memory_limit")
+    if limit:
+        options["memory"] = limit
+    return options
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
             "memory_limit": memory_limit,
+            "container_baseline": container_baseline,
             "replica_names": replica_names,
             "daemon_json_merge": daemon_json_merge,
             "mirror_ref": mirror_ref,

@@ -80,7 +80,7 @@ def site() -> Iterator[Site]:
                 "gateway_access_log_dir": str(root / "log"),
                 "gateway_access_log_logrotate": False,
                 "gateway_llm_state_dir": str(root / "llm"),
-                "gateway_prometheus_targets_dir": str(root / "targets"),
+                "prometheus_targets_dir": str(root / "targets"),
                 "gateway_tls_ca_dir": str(root / "ca"),
                 "gateway_tls_ca_passphrase": "role-test-ca-passphrase",
                 "gateway_networks": list(nets.values()),

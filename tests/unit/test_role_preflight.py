@@ -12,8 +12,6 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "tests/unit/playbooks/role_preflight.yml"
-# each role's preflight tag is <role>_preflight (the docker role's predates that convention)
-PREFLIGHT_TAGS = {"docker": "docker-preflight"}
 # what the exporters role needs before it looks at anything else
 PROBE_SECRETS = {
     "exporters_blackbox_api_key": "k" * 40,
@@ -35,7 +33,7 @@ def _run(role: str, extra_vars: dict) -> subprocess.CompletedProcess[str]:
             "-i", "localhost,",
             "-e", "ansible_python_interpreter=" + sys.executable,
             "--check",
-            "--tags", PREFLIGHT_TAGS.get(role, f"{role}_preflight"),
+            "--tags", f"{role}_preflight",
             "-e", json.dumps({"preflight_role": f"edgeai.appliance.{role}", **extra_vars}),
             str(PLAYBOOK),
         ],

@@ -76,7 +76,7 @@ def test_exporter_is_unprivileged(host, name: str) -> None:
     assert config["Privileged"] is False
     assert "ALL" in config["CapDrop"]
     assert not config["CapAdd"]
-    assert {"no-new-privileges", "no-new-privileges:true"} & set(config["SecurityOpt"] or [])
+    assert "no-new-privileges:true" in (config["SecurityOpt"] or [])
     assert config["ReadonlyRootfs"] is True
     assert config["RestartPolicy"]["Name"] == "unless-stopped"
     assert container["Config"]["User"].split(":")[0] not in ("", "0", "root")

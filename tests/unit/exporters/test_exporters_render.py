@@ -29,7 +29,7 @@ def render(root: Path, **variables: object) -> subprocess.CompletedProcess[str]:
     extra = {
         "ansible_python_interpreter": sys.executable,
         "exporters_config_dir": str(root / "cfg"),
-        "exporters_prometheus_targets_dir": str(root / "targets"),
+        "prometheus_targets_dir": str(root / "targets"),
         "exporters_node_listen_address": "172.30.0.1",
         "exporters_blackbox_api_key": KEY,
         "exporters_blackbox_prometheus_user": "prom",
@@ -138,3 +138,20 @@ def test_probes_needing_a_key_fail_preflight_without_one(tmp_path: Path) -> None
     result = render(tmp_path, exporters_blackbox_api_key="")
     assert result.returncode != 0
     assert "exporters_blackbox_api_key" in result.stdout
+
+
+def test_the_probes_follow_the_gateways_own_settings(tmp_path: Path) -> None:
+    # the exporters restate no gateway setting: name, port and scheme come from gateway_*
+    result = render(
+        tmp_path, gateway_container_name="edge-gw", gateway_port=8443, gateway_tls_enabled=False
+    )
+    assert result.returncode == 0, result.stdout
+    targets = {g["labels"]["__param_target"] for g in fragment(tmp_path, "blackbox")}
+    assert targets
+    assert all(t.startswith("http://edge-gw:8443/") for t in targets), targets
+
+
+def test_mtail_without_the_gateways_access_log_fails_preflight(tmp_path: Path) -> None:
+    result = render(tmp_path, gateway_access_log_dir="")
+    assert result.returncode != 0
+    assert "exporters_mtail_log_dir is empty (it follows gateway_access_log_dir)" in result.stdout

@@ -9,6 +9,7 @@ from ansible.errors import AnsibleFilterError
 from ansible_collections.edgeai.appliance.plugins.filter.docker import (
     bundle_file,
     bundle_manifest,
+    container_baseline,
     daemon_json_merge,
     memory_limit,
     mirror_ref,
@@ -156,3 +157,73 @@ def test_replica_names_number_the_replicas_after_the_first() -> None:
 def test_replica_names_refuse_a_count_below_one(count: object) -> None:
     with pytest.raises(AnsibleFilterError, match="replica_names"):
         replica_names(count, "ollama")
+
+
+def test_container_baseline_is_the_security_baseline_with_the_roles_labels() -> None:
+    assert container_baseline("gateway") == {
+        "cap_drop": ["ALL"],
+        "security_opts": ["no-new-privileges:true"],
+        "read_only": True,
+        "labels": {"org.edgeai.appliance": "true", "org.edgeai.role": "gateway"},
+        "comparisons": {"labels": "strict", "env": "strict", "networks": "strict"},
+    }
+
+
+def test_container_baseline_adds_labels_and_overrides_single_comparisons() -> None:
+    options = container_baseline(
+        "gateway", labels={"org.opencontainers.image.title": "edgeai gateway"},
+        comparisons={"networks": "ignore"},
+    )  # fmt: skip
+    assert options["labels"] == {
+        "org.edgeai.appliance": "true",
+        "org.edgeai.role": "gateway",
+        "org.opencontainers.image.title": "edgeai gateway",
+    }
+    assert options["comparisons"] == {"labels": "strict", "env": "strict", "networks": "ignore"}
+
+
+def test_container_baseline_role_labels_cannot_be_overridden_by_accident() -> None:
+    # the extra labels come after the role's: a caller can add, and the role label stays its own
+    # unless it names it on purpose
+    options = container_baseline("ollama", labels={"x": 1})
+    assert options["labels"]["org.edgeai.role"] == "ollama"
+    assert options["labels"]["x"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("memory", "total_mb", "expected"),
+    [("", 0, None), ("512m", 0, str(512 * 1024**2)), ("50%", 1000, str(500 * 1024**2))],
+)
+def test_container_baseline_memory_limit_only_when_set(
+    memory: str, total_mb: int, expected: str | None
+) -> None:
+    options = container_baseline("grafana", memory, total_mb)
+    assert options.get("memory") == expected
+
+
+def test_container_baseline_names_the_memory_variable() -> None:
+    with pytest.raises(AnsibleFilterError, match=r"^grafana_memory_limit: 'lots'"):
+        container_baseline("grafana", "lots")
+    with pytest.raises(AnsibleFilterError, match=r"^exporters_node_memory_limit: '20%' is a share"):
+        container_baseline("exporters", "20%", 0, "exporters_node_memory_limit")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"role": "Gate way"}, "the role must be a role name"),
+        ({"role": "gateway", "labels": ["a"]}, "labels must be a mapping"),
+        ({"role": "gateway", "comparisons": {"env": "loose"}}, "must be one of strict"),
+    ],
+)
+def test_container_baseline_rejects_bad_input(kwargs: dict, message: str) -> None:
+    with pytest.raises(AnsibleFilterError, match=message):
+        container_baseline(**kwargs)
+
+
+def test_container_baseline_returns_a_fresh_mapping() -> None:
+    first = container_baseline("gateway")
+    first["labels"]["tampered"] = "yes"
+    first["comparisons"]["env"] = "ignore"
+    assert "tampered" not in container_baseline("gateway")["labels"]
+    assert container_baseline("gateway")["comparisons"]["env"] == "strict"
