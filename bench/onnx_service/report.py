@@ -83,7 +83,8 @@ def render(results: dict[str, Any], args: argparse.Namespace) -> str:
         "onnxruntime running the batch size the service formed (`bN`: average inference_count / "
         "exec_count from its /metrics during the run; batch 1 when batching is off). PyTriton "
         f"serves with Triton's dynamic batcher (max {MAX_BATCH}, {DELAY_US} µs); the service's "
-        f"batching column gives its max_queue_delay_us (max_batch_size {MAX_BATCH} as well). "
+        f"batching column gives its max_queue_delay_us (max_batch_size {MAX_BATCH} as well; "
+        "`2x1`: instance_count 2 and intra_op_threads 1, two batches at once, one core each). "
         "`vs PyTriton` compares throughput with PyTriton at the same model and concurrency.",
         "",
     ]

@@ -13,8 +13,15 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"tiny": [16, 32, 4], "heavy": [512, 2048, 2048, 2048, 2048, 2048, 2048, 512]}
 MAX_BATCH = 16
 DELAY_US = 500
-# onnx_service variants: (label, model-name suffix, max_queue_delay_us or None for no batching)
-SERVICE_VARIANTS = [("off", "", None), (f"{DELAY_US} µs", "_batched", DELAY_US), ("0 µs", "_b0", 0)]
+# onnx_service variants: (label, model-name suffix, max_queue_delay_us or None for no batching,
+# further config.yaml lines). "2x1": two batches at once (instance_count 2), one thread each.
+TWO_INSTANCES = "instance_count: 2\nintra_op_threads: 1\n"
+SERVICE_VARIANTS = [
+    ("off", "", None, ""),
+    (f"{DELAY_US} µs", "_batched", DELAY_US, ""),
+    ("0 µs", "_b0", 0, ""),
+    ("0 µs 2x1", "_i2", 0, TWO_INSTANCES),
+]
 PEER_VARIANT = (f"{DELAY_US} µs", "")
 
 
@@ -32,7 +39,7 @@ def build_repository(root: Path) -> dict[str, Path]:
     for name, sizes in MODELS.items():
         files[name] = root / name / "1" / "model.onnx"
         build_mlp(files[name], sizes)
-        for _, suffix, delay in SERVICE_VARIANTS:
+        for _, suffix, delay, extra in SERVICE_VARIANTS:
             if delay is None:
                 continue
             batched = root / f"{name}{suffix}"
@@ -40,6 +47,7 @@ def build_repository(root: Path) -> dict[str, Path]:
             shutil.copyfile(files[name], batched / "1" / "model.onnx")
             (batched / "config.yaml").write_text(
                 f"max_batch_size: {MAX_BATCH}\ndynamic_batching:\n  max_queue_delay_us: {delay}\n"
+                + extra
             )
     return files
 

@@ -81,7 +81,7 @@ def measure(
     for name in MODELS:
         for concurrency in (1, 16):
             for server, url, _ in targets:
-                variants = [(label, f"{name}{suffix}") for label, suffix, _ in SERVICE_VARIANTS]
+                variants = [(label, f"{name}{suffix}") for label, suffix, *_ in SERVICE_VARIANTS]
                 if server == "pytriton":
                     variants = [(PEER_VARIANT[0], name + PEER_VARIANT[1])]
                 for batching, model in variants:

@@ -111,6 +111,28 @@ def test_500_answers_carry_no_exception_text(
     assert "secret internal detail" in caplog.text
 
 
+def test_an_unexpected_error_on_the_infer_fast_path_is_a_generic_500(
+    robust_repo: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """OIP infer bypasses FastAPI's middleware: its own guard answers as FastAPI's would."""
+    body = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+    with ready_client(make_app(robust_repo), raise_server_exceptions=False) as client:
+        repository = client.app.state.repository  # type: ignore[attr-defined]
+
+        def broken_get(name: str, version: int | None = None) -> ModelVersion:
+            raise RuntimeError("secret internal detail /srv/y.py:7")
+
+        repository.get = broken_get
+        crashed = client.post("/v2/models/reshape3/infer", json=body)
+        assert crashed.status_code == 500
+        assert crashed.headers["content-type"] == "application/json"
+        assert crashed.json() == {"error": "internal error (the reason is in the service log)"}
+        # the in-flight bound was given back: requests are not refused afterwards
+        assert client.app.state.admission.inflight == 0  # type: ignore[attr-defined]
+        assert client.get("/v2/health/live").status_code == 200
+    assert "secret internal detail" in caplog.text
+
+
 # --- memory bounds (issue #14 item 4) --------------------------------------------------------
 
 ELEMENTS = 1000  # max_request_elements in these tests

@@ -11,6 +11,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from onnx_service.app import create_app
+from onnx_service.http import CoalescingHttpToolsProtocol
 from onnx_service.settings import Settings
 
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         log_level=settings.log_level,
         access_log=False,
         server_header=False,
+        http=CoalescingHttpToolsProtocol,  # a response's head and body in one write
     )
 
 

@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from onnx_service import __version__, embeddings, grpc_server, v1, v2
 from onnx_service.embeddings import EmbeddingsRequest
 from onnx_service.errors import OverloadedError, PayloadTooLargeError, ServiceError
-from onnx_service.fastpath import InferFastPath, infer_openapi_paths
+from onnx_service.fastpath import InferEndpoint, infer_match, infer_openapi_paths
 from onnx_service.metrics import Metrics
 from onnx_service.repository import ModelRepository
 from onnx_service.schemas import (
@@ -140,6 +140,43 @@ class InflightLimit:
             self.admission.leave()
 
 
+class ServiceApp(FastAPI):
+    """FastAPI, with OIP infer requests answered before its per-request machinery.
+
+    ``POST /v2/models/{m}[/versions/{v}]/infer`` goes straight to a plain ASGI chain (the
+    in-flight bound, the body limit, the endpoint); FastAPI's own middleware (its error pages
+    and telemetry) costs more per request than a small model's session.run. Every other
+    request takes FastAPI's path. An unexpected exception on the fast path gets the same
+    answer as anywhere else: a generic JSON 500, the details in the log.
+    """
+
+    infer_route: ASGIApp | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = self.infer_route
+        if route is None or infer_match(scope) is None:
+            await super().__call__(scope, receive, send)
+            return
+        scope["app"] = self
+        started = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await route(scope, receive, tracked)
+        except Exception as exc:
+            log.error("unhandled error on POST %s", scope["path"], exc_info=exc)
+            if not started:
+                answer = JSONResponse(
+                    {"error": "internal error (the reason is in the service log)"},
+                    status_code=500,
+                )
+                await answer(scope, receive, send)
+
+
 def _error(exc: ServiceError) -> Response:
     return Response(
         orjson.dumps({"error": exc.message}),
@@ -242,7 +279,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="onnx_service",
         version=__version__,
         description=(
@@ -260,11 +297,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
-    app.add_middleware(InferFastPath)
-    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)  # outside the fast path
+    app.add_middleware(BodyLimit, limit=settings.max_request_bytes)
     admission = Admission(settings.max_inflight_requests, metrics)
     app.state.admission = admission
     app.add_middleware(InflightLimit, admission=admission)
+    # OIP infer: the same bound and limit, without FastAPI's machinery (ServiceApp)
+    app.infer_route = InflightLimit(
+        BodyLimit(InferEndpoint(), limit=settings.max_request_bytes), admission=admission
+    )
 
     @app.get(
         "/metrics",

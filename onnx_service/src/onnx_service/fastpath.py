@@ -1,6 +1,7 @@
-"""OIP inference as a plain ASGI middleware: the hot path skips FastAPI's routing and
-dependency machinery (which costs more than a small model's session.run). Its OpenAPI
-description is added to the schema by :func:`infer_openapi_paths`.
+"""OIP inference as plain ASGI, in front of FastAPI: the hot path skips FastAPI's routing,
+dependency and middleware machinery (which costs more than a small model's session.run).
+:func:`infer_route` builds the chain that :class:`onnx_service.app.ServiceApp` hands infer
+requests to; its OpenAPI description is added to the schema by :func:`infer_openapi_paths`.
 """
 
 import re
@@ -8,7 +9,7 @@ from typing import Any
 
 import orjson
 from starlette.datastructures import Headers
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from onnx_service.codec import decode_infer, decompress, encode_infer
 from onnx_service.deps import counted, parse_version
@@ -59,21 +60,19 @@ async def infer(
     return await counted(mv, work)
 
 
-class InferFastPath:
-    """Answers ``POST /v2/models/{m}[/versions/{v}]/infer``; passes everything else on."""
+def infer_match(scope: Scope) -> re.Match[str] | None:
+    """The model and version of an OIP infer request; None for any other request."""
+    if scope["type"] != "http" or scope["method"] != "POST":
+        return None
+    return INFER_PATH.match(scope["path"])
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+
+class InferEndpoint:
+    """Answers ``POST /v2/models/{m}[/versions/{v}]/infer`` (and nothing else)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = (
-            INFER_PATH.match(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if match is None:
-            await self.app(scope, receive, send)
-            return
+        match = infer_match(scope)
+        assert match is not None, "only infer requests are routed here"
         state = scope["app"].state
         try:
             body = await _read_body(receive)

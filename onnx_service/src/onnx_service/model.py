@@ -180,6 +180,7 @@ class ModelVersion:
                 executor=self._executor,
                 metrics=self.metrics,
                 inline=self.runs_inline,
+                instances=self.config.instance_count,
             )
 
     def acquire(self) -> None:
@@ -355,7 +356,8 @@ class _Pending:
 class DynamicBatcher:
     """Coalesces concurrent requests of one model version into one session.run.
 
-    One batch runs at a time; while it runs, new requests queue up and form the next batch.
+    Up to ``instances`` batches run at once (the model's instance_count, as Triton runs one
+    batch per model instance); while they run, new requests queue up and form the next batch.
     A batch closes when it holds max_batch_size rows or when its oldest request has waited
     max_queue_delay. Only requests whose non-batch dimensions agree are combined.
 
@@ -374,15 +376,18 @@ class DynamicBatcher:
         executor: Executor,
         metrics: VersionMetrics,
         inline: Callable[[int], bool],
+        instances: int = 1,
     ) -> None:
         self._run = run
         self._inline = inline
+        self._instances = instances
+        self._running = 0  # batches handed to worker threads and not finished (under the lock)
         self._max = max_batch_size
         self._delay = max_delay_s
         self._executor = executor
         self._metrics = metrics
         self._queue: deque[_Pending] = deque()
-        self._lock = threading.Lock()  # the queue, shared by the event loop and the worker
+        self._lock = threading.Lock()  # queue and running count: event loop and workers
         self._wakeup = asyncio.Event()
         self._event_loop = asyncio.get_running_loop()
         self._task = self._event_loop.create_task(self._loop())
@@ -415,6 +420,15 @@ class DynamicBatcher:
         waited = perf_counter() - self._queue[0].queued
         return waited >= self._delay or self._ready_rows() >= self._max
 
+    def _wait_s(self) -> float | None:
+        """Seconds until the event loop should start the next batch, 0 for now, None while
+        nothing is queued or every instance is busy (call with the lock held)."""
+        if not self._queue or self._running >= self._instances:
+            return None
+        if self._ready_rows() >= self._max:
+            return 0.0
+        return max(0.0, self._queue[0].queued + self._delay - perf_counter())
+
     def _take(self) -> list[_Pending]:
         """The next batch, out of the queue (call with the lock held)."""
         head = self._queue[0].key
@@ -431,25 +445,33 @@ class DynamicBatcher:
         return batch
 
     async def _loop(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            while not self._queue:
-                self._wakeup.clear()
-                await self._wakeup.wait()
-            deadline = self._queue[0].queued + self._delay
-            while self._ready_rows() < self._max:
-                remaining = deadline - perf_counter()
-                if remaining <= 0:
-                    break
-                self._wakeup.clear()
-                with suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+            self._wakeup.clear()  # before looking: a wake-up from now on is not lost
             with self._lock:
-                batch = self._take()
-            if self._inline(sum(item.rows for item in batch)):
+                wait = self._wait_s()
+                if wait == 0.0:
+                    batch = self._take()
+                    inline = self._inline(sum(item.rows for item in batch))
+                    if not inline:
+                        self._running += 1
+            if wait is None:
+                await self._wakeup.wait()
+            elif wait > 0.0:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), wait)
+            elif inline:
                 _deliver(batch, self._guarded(batch))
             else:
-                await loop.run_in_executor(self._executor, self._work, batch)
+                self._start(batch)
+
+    def _start(self, batch: list[_Pending]) -> None:
+        """Hand ``batch`` to a worker thread (its instance is counted as running)."""
+        try:
+            self._executor.submit(self._work, batch)
+        except RuntimeError:  # the thread pool is shut down: the service is stopping
+            with self._lock:
+                self._running -= 1
+            _deliver(batch, UnavailableError("the service is shutting down"))
 
     def _guarded(self, batch: list[_Pending]) -> list[Outputs | ServiceError] | Exception:
         try:
@@ -459,17 +481,22 @@ class DynamicBatcher:
 
     def _work(self, batch: list[_Pending]) -> None:
         """In a worker thread: run ``batch``, hand its results to the event loop, and go on
-        with the next batch while one is due."""
-        while True:
-            results = self._guarded(batch)
-            try:
+        with the next batch while one is due; then give the instance back."""
+        try:
+            while True:
+                results = self._guarded(batch)
                 self._event_loop.call_soon_threadsafe(_deliver, batch, results)
-            except RuntimeError:  # the event loop is closed: nobody is waiting any more
-                return
+                with self._lock:
+                    if not self._due() or self._inline(self._ready_rows()):
+                        return
+                    batch = self._take()
+        except RuntimeError:  # the event loop is closed: nobody is waiting any more
+            return
+        finally:
             with self._lock:
-                if not self._due() or self._inline(self._ready_rows()):
-                    return
-                batch = self._take()
+                self._running -= 1
+            with suppress(RuntimeError):
+                self._event_loop.call_soon_threadsafe(self._wakeup.set)
 
 
 def _deliver(batch: Sequence[_Pending], results: list[Outputs | ServiceError] | Exception) -> None:
