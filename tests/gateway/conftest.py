@@ -104,16 +104,19 @@ class Scenario:
 class Gateway:
     """A real nginx running one rendered scenario in the foreground."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, extra_ports: tuple[int, ...] = ()) -> None:
         self.scenario = scenario
         self.err = scenario.error_log.open("ab")
         self.proc = subprocess.Popen(
             [*scenario.nginx_args(), "-g", "daemon off;"],
             stdout=self.err,
             stderr=self.err,
+            # nginx's unix sockets (the bridges to peers) get the master's umask: started by root
+            # here, its workers (nobody) must be able to connect; in the container one uid runs all
+            umask=0,
         )
-        wait_for_port(scenario.port, self.proc, scenario.error_log)
-        wait_for_port(scenario.status_port, self.proc, scenario.error_log)
+        for port in (scenario.port, scenario.status_port, *extra_ports):
+            wait_for_port(port, self.proc, scenario.error_log)
 
     def access_entries(self) -> list[dict[str, object]]:
         # The access log is buffered (flushed every second): callers poll.
@@ -238,15 +241,15 @@ def lab() -> Iterator[Lab]:
             # two ONNX bodies at a time may wait in temp files (test_gateway_abuse.py)
             "gateway_body_buffer_slots": 2,
         },
-        # Two local Ollama replicas plus a peer host from an inventory group, every feature on.
+        # Three Ollama servers in the pool, every feature on (pools across hosts over mutual TLS:
+        # test_gateway_mesh.py).
         "gw-multi": {
             "gateway_api_keys": api_keys,
             "gateway_ollama_servers": [
                 upstreams["ollama-a"].address,
                 upstreams["ollama-b"].address,
+                upstreams["ollama-peer"].address,
             ],
-            "gateway_ollama_group": "llm_hosts",
-            "gateway_ollama_group_port": upstreams["ollama-peer"].port,
             "gateway_onnx_servers": [upstreams["onnx"].address],
             "gateway_onnx_grpc_servers": [onnx.grpc_address],
             "gateway_grafana_upstream": upstreams["grafana"].address,
@@ -359,15 +362,7 @@ def lab() -> Iterator[Lab]:
                     "ansible_python_interpreter": sys.executable,
                 },
             },
-            "children": {
-                "scenarios": {"hosts": hostvars},
-                "llm_hosts": {
-                    "hosts": {
-                        "gw-multi": {},
-                        "peer-1": {"ansible_host": "127.0.0.1"},
-                    }
-                },
-            },
+            "children": {"scenarios": {"hosts": hostvars}},
         }
     }
     inventory_path = root / "inventory.json"

@@ -68,18 +68,24 @@ def test_prometheus_htpasswd_is_a_cheap_salted_sha512_crypt(lab: Lab) -> None:
     assert not sha512_crypt.verify("wrong", hashed)
 
 
-def test_pools_include_the_inventory_group_peer(lab: Lab) -> None:
+def test_pools_list_the_servers_and_one_host_has_no_peer_listener(lab: Lab) -> None:
     conf = (lab.scenarios["gw-multi"].staging / "nginx.conf").read_text()
     pool = conf.split("upstream gw_ollama {", 1)[1].split("}", 1)[0]
     servers = re.findall(r"server (\S+) ", pool)
     assert servers == [
         lab.upstreams["ollama-a"].address,
         lab.upstreams["ollama-b"].address,
-        f"127.0.0.1:{lab.upstreams['ollama-peer'].port}",
+        lab.upstreams["ollama-peer"].address,
     ]
     assert "least_conn;" in pool
     assert "keepalive 32;" in pool
-    assert "non_idempotent" not in conf
+    # one host: no peers, no mTLS listener, no retried POST (test_gateway_mesh.py has them)
+    for name in SCENARIOS:
+        conf = (lab.scenarios[name].staging / "nginx.conf").read_text()
+        assert "non_idempotent" not in conf
+        assert "ssl_verify_client" not in conf
+        assert "gw-peer-" not in conf
+        assert not (lab.scenarios[name].staging / "tls" / "peer-key.pem").exists()
 
 
 def test_routes_without_upstreams_are_left_out(lab: Lab) -> None:

@@ -23,6 +23,8 @@ TEST_PACKAGES = (
     "libnginx-mod-http-js",
     "testssl.sh",
     "curl",
+    # nft -c checks the hardening role's rendered firewall (tests/unit/test_hardening_firewall.py)
+    "nftables",
     # promtool, amtool, mtail and the blackbox exporter check monitoring configs and rules.
     "prometheus",
     "prometheus-alertmanager",
