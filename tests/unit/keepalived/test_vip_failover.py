@@ -234,6 +234,12 @@ def lab() -> Iterator[Lab]:
 
 def test_the_role_converges_and_reruns_without_a_change(lab: Lab) -> None:
     limit = ("--limit", ",".join(HOSTS))
+    # check mode on fresh hosts: reports what it would do, creates nothing
+    dry = lab.converge(*limit, "--check", "--diff")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert SECRET not in dry.stdout + dry.stderr
+    assert docker("inspect", lab.keepalived("gw1"), check=False).returncode != 0
+    assert not (lab.root / "config").exists()
     first = lab.converge(*limit)
     assert first.returncode == 0, first.stdout + first.stderr
     assert SECRET not in first.stdout + first.stderr
