@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from docker_run import docker, docker_ready
 
-from .client import Response, request
+from .client import Response, connect, request
 from .conftest import Lab, Scenario
 from .test_gateway_role import IMAGE
 
@@ -155,6 +155,45 @@ def test_embeddings_count_their_prompt_tokens(
     assert requests_of(after, "alice", model, 200) == 1
 
 
+@pytest.mark.parametrize("path", ["/api/generate", "/openai/v1/completions"])
+def test_a_client_that_leaves_mid_stream_is_charged_for_what_it_got(
+    metered: Metered, ca: Path, lab: Lab, path: str
+) -> None:
+    upstream = lab.upstreams["ollama-a"]
+    upstream.reset()  # the stream stops after its first chunk until released
+    model = f"gone{secrets.token_hex(3)}:1b"
+    before = metered.metrics()
+    body = json.dumps({"model": model, "stream": True}).encode()
+    conn = connect(metered.scenario.port, ca)
+    headers = {"Authorization": f"Bearer {lab.keys.alice}", "Content-Type": "application/json"}
+    conn.request("POST", path, body=body, headers=headers)
+    resp = conn.getresponse()
+    assert resp.status == 200
+    first = resp.read1()
+    assert b"t0" in first
+    conn.close()  # the client leaves with one token
+    upstream.gate.release.set()
+    after = metered.metrics_after(before)
+    counted = f'edgeai_llm_requests_total{{key="alice",model="{model}",'
+    assert sum(v for series, v in after.items() if series.startswith(counted)) == 1
+    # no final count reached the gateway: the one piece the client received is charged
+    assert tokens(after, "alice", model, "completion") == 1
+
+
+def test_a_request_ollama_could_not_answer_is_counted_with_its_status(
+    metered: Metered, ca: Path, lab: Lab
+) -> None:
+    model = f"boom{secrets.token_hex(3)}:1b"
+    before = metered.metrics()
+    resp = post(metered, ca, "/api/chat", lab.keys.alice, {"model": model, "stream": False})
+    assert resp.status == 502
+    assert resp.json()["error"]["type"] == "upstream_unavailable"
+    after = metered.metrics_after(before)
+    assert requests_of(after, "alice", model, 502) == 1
+    assert tokens(after, "alice", model, "prompt") == 0
+    assert tokens(after, "alice", model, "completion") == 0
+
+
 def test_a_client_that_asked_for_usage_keeps_it(metered: Metered, ca: Path, lab: Lab) -> None:
     lab.upstreams["ollama-a"].gate.release.set()
     payload = {"model": "gemma3:270m", "stream": True, "stream_options": {"include_usage": True}}
@@ -209,7 +248,14 @@ def test_the_budget_key_gets_429_with_retry_after_once_spent(
 def test_latency_histograms_per_model(metered: Metered, ca: Path, lab: Lab) -> None:
     upstream = lab.upstreams["ollama-a"]
     upstream.reset()  # a new gate: the stream waits after its first chunk until released
-    threading.Timer(0.3, upstream.gate.release.set).start()
+    gate = upstream.gate
+
+    def release_later() -> None:  # 0.3 s after the first chunk left, however slow the machine
+        if gate.first_sent.wait(20):
+            time.sleep(0.3)
+        gate.release.set()
+
+    threading.Thread(target=release_later, daemon=True).start()
     before = metered.metrics()
     post(metered, ca, "/api/generate", lab.keys.alice, {"model": "hist:1b", "stream": True})
     m = metered.metrics_after(before)

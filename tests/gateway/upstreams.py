@@ -152,6 +152,9 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 request_json = {}
             if not isinstance(request_json, dict):
                 request_json = {}
+            if str(request_json.get("model", "")).startswith("boom"):
+                self.close_connection = True  # a model server that dies on this request
+                return
             stream = request_json.get("stream") is True
             if path in ("/api/generate", "/api/chat") and stream:
                 # Ollama's NDJSON: the last object has done and the token counts
@@ -165,15 +168,20 @@ def _make_handler(up: Upstream) -> type[BaseHTTPRequestHandler]:
                 self._stream("application/x-ndjson", lines)
                 return
             if path in ("/v1/chat/completions", "/v1/completions") and stream:
-                lines = [
-                    f'data: {{"choices":[{{"delta":{{"content":"t{i}"}}}}]}}\n\n'.encode()
-                    for i in range(4)
+                include_usage = (request_json.get("stream_options") or {}).get("include_usage")
+                chunks: list[dict[str, object]] = [
+                    {"choices": [{"delta": {"content": f"t{i}"}}]} for i in range(4)
                 ]
-                # ollama openai/openai.go: with stream_options.include_usage, a last chunk with
-                # no choices and the usage
-                if (request_json.get("stream_options") or {}).get("include_usage") is True:
-                    usage = {"choices": [], "usage": USAGE_OPENAI}
-                    lines.append(b"data: " + json.dumps(usage).encode() + b"\n\n")
+                if path == "/v1/completions":
+                    # Ollama 0.12.6 middleware/openai.go CompleteWriter: text chunks, and with
+                    # include_usage a zeroed usage on every one of them
+                    chunks = [{"choices": [{"text": f"t{i}", "index": 0}]} for i in range(4)]
+                    if include_usage is True:
+                        chunks = [{**c, "usage": dict.fromkeys(USAGE_OPENAI, 0)} for c in chunks]
+                # with stream_options.include_usage, a last chunk with no choices and the usage
+                if include_usage is True:
+                    chunks.append({"choices": [], "usage": USAGE_OPENAI})
+                lines = [b"data: " + json.dumps(c).encode() + b"\n\n" for c in chunks]
                 self._stream("text/event-stream", [*lines, b"data: [DONE]\n\n"])
                 return
             if self.headers.get("Upgrade", "").lower() == "websocket":

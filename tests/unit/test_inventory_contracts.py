@@ -65,7 +65,11 @@ def test_the_inventory_keeps_the_cross_role_contracts(inventory: Path, tmp_path:
         ),
         ({"health_gate_api_key": "not-a-gateway-key"}, "every rollout would stop"),
         ({"grafana_gateway_url": "https://shop-01:443"}, "must use the gateway's port 30080"),
-        ({"onnx_service_replicas": 3}, "but gateway_onnx_servers lists"),
+        # the pool follows the replica count by itself; an explicit list must still match it
+        (
+            {"onnx_service_replicas": 3, "gateway_onnx_servers": ["onnx-service:8001"]},
+            "but gateway_onnx_servers lists",
+        ),
     ],
 )
 def test_a_broken_contract_fails_naming_the_variables(

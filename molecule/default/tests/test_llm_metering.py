@@ -97,7 +97,6 @@ def test_openai_usage_is_counted_exactly() -> None:
     )
     # a stream whose client asked for the usage: it gets it, and the same count is charged
     before = after
-    # (the stand-in has no /v1/completions: tests/gateway meters that route against its upstream)
     chunks = list(
         _openai().chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "One, two, three,"}],
@@ -109,6 +108,33 @@ def test_openai_usage_is_counted_exactly() -> None:
     usage = [c.usage for c in chunks if c.usage is not None]
     assert len(usage) == 1
     assert grew(before, after, "lab-user") == (usage[0].prompt_tokens, usage[0].completion_tokens)
+
+
+def test_text_completions_are_counted_and_show_usage_only_when_asked() -> None:
+    before = metrics()
+    reply = _openai().completions.create(
+        model=MODEL, prompt="The capital of France is", temperature=0, seed=7, max_tokens=4
+    )
+    after = settled(before)
+    assert reply.usage is not None
+    assert grew(before, after, "lab-user") == (
+        reply.usage.prompt_tokens,
+        reply.usage.completion_tokens,
+    )
+    # Ollama puts a zeroed usage on every /v1/completions chunk once usage is asked for (the
+    # gateway asks): a client that did not ask sees none, and the real count is charged
+    before = after
+    chunks = list(
+        _openai().completions.create(
+            model=MODEL, prompt="One, two, three,", temperature=0, seed=7, max_tokens=4,
+            stream=True,
+        )
+    )  # fmt: skip
+    after = settled(before)
+    assert all(c.usage is None for c in chunks)
+    prompt, completion = grew(before, after, "lab-user")
+    assert prompt > 0
+    assert sum(1 for c in chunks if c.choices[0].text) <= completion <= 4
 
 
 def test_a_stream_without_usage_is_counted_and_shows_none() -> None:

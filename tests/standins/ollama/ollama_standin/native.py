@@ -91,6 +91,7 @@ class GenerateRequest(_Body):
     stream: bool = True
     keep_alive: float | str | None = None
     debug_render_only: bool = Field(default=False, alias="_debug_render_only")
+    suffix: str = ""
 
 
 class ChatMessage(_Body):
@@ -462,7 +463,7 @@ def _final(result: GenerationResult) -> dict[str, Any]:
     return {"done": True, "done_reason": result.done_reason, **result.stats()}
 
 
-async def _load_or_unload(state: StandinState, record: ModelRecord, keep_alive: Any) -> str:
+async def load_or_unload(state: StandinState, record: ModelRecord, keep_alive: Any) -> str:
     """An empty prompt or message list loads the model, or unloads it with keep_alive 0."""
     duration = state.keep_alive(keep_alive)
     try:
@@ -472,6 +473,17 @@ async def _load_or_unload(state: StandinState, record: ModelRecord, keep_alive: 
     except BackendError as exc:
         raise OllamaError(500, str(exc)) from None
     return "unload" if duration is not None and duration.total_seconds() <= 0 else "load"
+
+
+def check_suffix(record: ModelRecord, suffix: str) -> None:
+    """A suffix asks for the insert capability (server/routes.go GenerateHandler): a model whose
+    template has no ``.Suffix`` refuses it (server/images.go CheckCapabilities, the error text of
+    errCapabilities); the stand-in does not render suffixes, and says so."""
+    if not suffix:
+        return
+    if "Suffix" not in record.template:
+        raise OllamaError(400, "does not support insert")
+    raise OllamaError(501, "the Ollama stand-in does not render suffixes (fill-in-the-middle)")
 
 
 def render(record: ModelRecord, messages: list[Message], template: str | None = None) -> str:
@@ -487,7 +499,7 @@ async def _debug_render(
 ) -> JSONResponse:
     """``_debug_render_only``: the rendered prompt instead of a generation (after the model is
     scheduled, as Ollama does it)."""
-    await _load_or_unload(state, record, keep_alive)
+    await load_or_unload(state, record, keep_alive)
     debug = {"rendered_template": text}
     return JSONResponse({**base, "created_at": timestamp(), "done": False, "_debug_info": debug})
 
@@ -500,8 +512,9 @@ async def generate(request: Request, state: State) -> Response:
     base = {"model": body.model}
     if body.raw and (body.template or body.system or body.context):
         raise OllamaError(400, "raw mode does not support template, system, or context")
+    check_suffix(record, body.suffix)
     if not body.prompt:
-        reason = await _load_or_unload(state, record, body.keep_alive)
+        reason = await load_or_unload(state, record, body.keep_alive)
         return JSONResponse(
             {**base, "created_at": timestamp(), "response": "", "done": True, "done_reason": reason}
         )
@@ -535,7 +548,7 @@ async def chat(request: Request, state: State) -> Response:
     keep_alive = state.keep_alive(body.keep_alive)
     base = {"model": body.model}
     if not body.messages:
-        reason = await _load_or_unload(state, record, body.keep_alive)
+        reason = await load_or_unload(state, record, body.keep_alive)
         message = {"role": "assistant", "content": ""}
         return JSONResponse(
             {

@@ -1,4 +1,4 @@
-"""Ollama's OpenAI-compatible API (/v1/chat/completions, /v1/models)."""
+"""Ollama's OpenAI-compatible API (/v1/chat/completions, /v1/completions, /v1/models)."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from .common import (
     unless_disconnected,
 )
 from .names import InvalidNameError, ModelName
-from .native import render
-from .prompt import chat_messages
+from .native import check_suffix, load_or_unload, render
+from .prompt import chat_messages, generate_messages
 from .store import ModelRecord
 
 router = APIRouter(prefix="/v1")
@@ -113,6 +113,77 @@ async def _parse(request: Request) -> ChatCompletionRequest:
         raise OpenAIError(400, f"invalid request: {exc}".splitlines()[0]) from None
 
 
+class _Generation:
+    """One generation behind an OpenAI route: the tokens as they come, then Ollama's usage and
+    finish reason (openai/openai.go ToUsage/ToUsageGenerate, and ``finish_reason`` from
+    ``done_reason``)."""
+
+    def __init__(
+        self, state: StandinState, record: ModelRecord, prompt: Prompt, options: dict[str, Any]
+    ) -> None:
+        self.result = GenerationResult()
+        keep_alive = state.keep_alive(None)
+        self.pieces = generate_tokens(state, record, prompt, options, keep_alive, self.result)
+
+    def usage(self) -> dict[str, int]:
+        stats = self.result.stats()
+        prompt_tokens, completion = stats["prompt_eval_count"], stats["eval_count"]
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion,
+            "total_tokens": prompt_tokens + completion,
+        }
+
+    def finish(self) -> str:
+        return "length" if self.result.done_reason == "length" else "stop"
+
+    @property
+    def text(self) -> str:
+        return "".join(self.result.text)
+
+    async def run(self, request: Request) -> bool:
+        """The whole generation; False when the client went away first (Ollama cancels it)."""
+
+        async def drain() -> bool:
+            async for _ in self.pieces:
+                pass
+            return True
+
+        try:
+            return await unless_disconnected(request, drain()) is not None
+        except OllamaError as exc:
+            raise OpenAIError(exc.status, exc.message, from_handler=True) from None
+
+    async def first(self) -> str | None:
+        """The first piece, awaited before answering: a refused request still gets its status."""
+        try:
+            return await anext(self.pieces)
+        except StopAsyncIteration:
+            return None
+        except OllamaError as exc:
+            await self.pieces.aclose()
+            raise OpenAIError(exc.status, exc.message, from_handler=True) from None
+
+    async def rest(self, first: str | None) -> AsyncIterator[str | OllamaError]:
+        """``first`` and every later piece; an error of the runner as the last item."""
+        if first is not None:
+            yield first
+        try:
+            async for piece in self.pieces:
+                yield piece
+        except OllamaError as exc:
+            yield exc
+
+
+def _event(payload: dict[str, Any]) -> bytes:
+    return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+
+
+def _error_event(exc: OllamaError) -> bytes:
+    error = {"message": exc.message, "type": "api_error", "param": None, "code": None}
+    return f"data: {json.dumps({'error': error})}\n\n".encode()
+
+
 @router.post("/chat/completions")
 async def chat_completions(request: Request, state: State) -> Response:
     body = await _parse(request)
@@ -140,74 +211,166 @@ async def chat_completions(request: Request, state: State) -> Response:
         prompt = Prompt(render(record, messages))
     except OllamaError as exc:
         raise OpenAIError(exc.status, exc.message, from_handler=True) from None
-    keep_alive = state.keep_alive(None)
-    result = GenerationResult()
+    generation = _Generation(state, record, prompt, options)
     ident = f"chatcmpl-{secrets.randbelow(1000)}"
     created = int(time.time())
     base = {"id": ident, "created": created, "model": body.model, "system_fingerprint": "fp_ollama"}
 
-    def usage() -> dict[str, int]:
-        stats = result.stats()
-        prompt_tokens, completion = stats["prompt_eval_count"], stats["eval_count"]
-        return {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion,
-            "total_tokens": prompt_tokens + completion,
-        }
-
-    def finish() -> str:
-        return "length" if result.done_reason == "length" else "stop"
-
     if not body.stream:
-
-        async def run() -> bool:
-            async for _ in generate_tokens(state, record, prompt, options, keep_alive, result):
-                pass
-            return True
-
-        try:
-            if await unless_disconnected(request, run()) is None:
-                return Response(status_code=499)
-        except OllamaError as exc:
-            raise OpenAIError(exc.status, exc.message, from_handler=True) from None
-        message = {"role": "assistant", "content": "".join(result.text)}
-        choice = {"index": 0, "message": message, "finish_reason": finish()}
+        if not await generation.run(request):
+            return Response(status_code=499)
+        message = {"role": "assistant", "content": generation.text}
+        choice = {"index": 0, "message": message, "finish_reason": generation.finish()}
         return JSONResponse(
-            {**base, "object": "chat.completion", "choices": [choice], "usage": usage()}
+            {**base, "object": "chat.completion", "choices": [choice], "usage": generation.usage()}
         )
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
     def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
-        payload = {**base, "object": "chat.completion.chunk", "choices": choices, **extra}
-        return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
+        return _event({**base, "object": "chat.completion.chunk", "choices": choices, **extra})
 
-    pieces = generate_tokens(state, record, prompt, options, keep_alive, result)
-    try:
-        # answer only once the request got a runner, so a refused one still gets its status
-        first: str | None = await anext(pieces)
-    except StopAsyncIteration:
-        first = None
-    except OllamaError as exc:
-        await pieces.aclose()
-        raise OpenAIError(exc.status, exc.message, from_handler=True) from None
+    first = await generation.first()
 
     async def events() -> AsyncIterator[bytes]:
-        if first is not None:
-            delta = {"role": "assistant", "content": first}
+        async for piece in generation.rest(first):
+            if isinstance(piece, OllamaError):
+                yield _error_event(piece)
+                return
+            delta = {"role": "assistant", "content": piece}
             yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
-        try:
-            async for piece in pieces:
-                delta = {"role": "assistant", "content": piece}
-                yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
-        except OllamaError as exc:
-            error = {"message": exc.message, "type": "api_error", "param": None, "code": None}
-            yield f"data: {json.dumps({'error': error})}\n\n".encode()
-            return
         delta = {"role": "assistant", "content": ""}
-        yield chunk([{"index": 0, "delta": delta, "finish_reason": finish()}])
+        yield chunk([{"index": 0, "delta": delta, "finish_reason": generation.finish()}])
         if include_usage:
-            yield chunk([], usage=usage())
+            yield chunk([], usage=generation.usage())
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+class CompletionRequest(BaseModel):
+    """openai/openai.go CompletionRequest: one string prompt (no token arrays, ollama#5259)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str
+    prompt: str = ""
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float = 0.0
+    seed: int | None = None
+    stop: Any = None
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    suffix: str = ""
+
+
+# the %T of a JSON value decoded into ``any`` (encoding/json), for Ollama's error texts
+GO_TYPES = {
+    int: "float64",
+    float: "float64",
+    bool: "bool",
+    str: "string",
+    dict: "map[string]interface {}",
+    type(None): "<nil>",
+}
+
+
+def _completion_options(body: CompletionRequest) -> dict[str, Any]:
+    """openai/openai.go FromCompleteRequest: temperature and top_p default to 1.0 here (not to
+    the model's parameters), the penalties are always passed, ``stop`` may be a string or a list
+    of strings."""
+    options: dict[str, Any] = {}
+    if isinstance(body.stop, str):
+        options["stop"] = [body.stop]
+    elif isinstance(body.stop, list):
+        wrong = [s for s in body.stop if not isinstance(s, str)]
+        if wrong:
+            kind = GO_TYPES.get(type(wrong[0]), "[]interface {}")
+            raise OpenAIError(400, f"invalid type for 'stop' field: {kind}")
+        options["stop"] = body.stop
+    if body.max_tokens is not None:
+        options["num_predict"] = body.max_tokens
+    options["temperature"] = 1.0 if body.temperature is None else body.temperature
+    if body.seed is not None:
+        options["seed"] = body.seed
+    options["frequency_penalty"] = body.frequency_penalty
+    options["presence_penalty"] = body.presence_penalty
+    options["top_p"] = body.top_p if body.top_p != 0.0 else 1.0
+    return options
+
+
+@router.post("/completions")
+async def completions(request: Request, state: State) -> Response:
+    """middleware/openai.go CompletionsMiddleware in front of the /api/generate handler, with
+    CompleteWriter's answer shapes: ``text_completion`` objects; in a stream with
+    ``stream_options.include_usage`` every chunk carries a zeroed ``usage`` (ToCompleteChunk's
+    ``c.Usage = &openai.Usage{}``) and the real one follows in a chunk with no choices."""
+    raw = await request.body()
+    try:
+        body = CompletionRequest.model_validate(json.loads(raw or b"{}"))
+    except ValueError as exc:
+        raise OpenAIError(400, str(exc).splitlines()[0]) from None
+    options = _completion_options(body)
+    record = _lookup(state, body.model)
+    try:
+        check_suffix(record, body.suffix)
+    except OllamaError as exc:
+        raise OpenAIError(exc.status, exc.message, from_handler=True) from None
+    ident = f"cmpl-{secrets.randbelow(999)}"
+    base = {"id": ident, "object": "text_completion"}
+    tail = {"model": body.model, "system_fingerprint": "fp_ollama"}
+    include_usage = bool(body.stream_options and body.stream_options.include_usage)
+    zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+    def choice(text: str, finish: str | None) -> dict[str, Any]:
+        return {"text": text, "index": 0, "finish_reason": finish}
+
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+        payload = {**base, "created": int(time.time()), "choices": choices, **tail}
+        if include_usage:
+            payload["usage"] = usage or zero
+        return _event(payload)
+
+    if not body.prompt:
+        # the generate handler only loads the model: one answer saying so
+        try:
+            reason = await load_or_unload(state, record, None)
+        except OllamaError as exc:
+            raise OpenAIError(exc.status, exc.message, from_handler=True) from None
+        if body.stream:
+            return StreamingResponse(
+                iter([chunk([choice("", reason)]), b"data: [DONE]\n\n"]),
+                media_type="text/event-stream",
+            )
+        whole = {**base, "created": int(time.time()), **tail, "choices": [choice("", reason)]}
+        return JSONResponse({**whole, "usage": zero})
+    messages = generate_messages(body.prompt, None, record.system)
+    try:
+        prompt = Prompt(render(record, messages))
+    except OllamaError as exc:
+        raise OpenAIError(exc.status, exc.message, from_handler=True) from None
+    generation = _Generation(state, record, prompt, options)
+
+    if not body.stream:
+        if not await generation.run(request):
+            return Response(status_code=499)
+        choices = [choice(generation.text, generation.finish())]
+        whole = {**base, "created": int(time.time()), **tail, "choices": choices}
+        return JSONResponse({**whole, "usage": generation.usage()})
+
+    first = await generation.first()
+
+    async def events() -> AsyncIterator[bytes]:
+        async for piece in generation.rest(first):
+            if isinstance(piece, OllamaError):
+                yield _error_event(piece)
+                return
+            yield chunk([choice(piece, None)])
+        yield chunk([choice("", generation.finish())])
+        if include_usage:
+            yield chunk([], generation.usage())
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -92,3 +92,23 @@ def test_bad_request_error_shape(oai: openai.OpenAI, tiny: str) -> None:
     assert caught.value.status_code == 400
     assert isinstance(caught.value.body, dict)
     assert caught.value.body["type"] == "invalid_request_error"
+
+
+def test_text_completion(oai: openai.OpenAI, tiny: str) -> None:
+    result = oai.completions.create(model=tiny, prompt="Why is the sky blue?", max_tokens=3)
+    assert result.object == "text_completion"
+    assert result.id.startswith("cmpl-")
+    [choice] = result.choices
+    assert choice.finish_reason == "length"
+    assert choice.text
+    assert result.usage is not None
+    assert result.usage.completion_tokens == 3
+
+
+def test_text_completion_stream_matches_the_whole_answer(oai: openai.OpenAI, tiny: str) -> None:
+    chunks = list(oai.completions.create(model=tiny, prompt="Why is the sky blue?", stream=True))
+    assert all(c.usage is None for c in chunks)
+    streamed = "".join(c.choices[0].text for c in chunks)
+    whole = oai.completions.create(model=tiny, prompt="Why is the sky blue?")
+    assert streamed == whole.choices[0].text
+    assert chunks[-1].choices[0].finish_reason == "stop"

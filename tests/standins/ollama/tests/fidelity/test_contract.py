@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import time
 from typing import Any
 
@@ -331,6 +332,71 @@ def test_openai_empty_messages_are_invalid_request_error(http: httpx.Client) -> 
     assert answer.status_code == 400
     assert answer.json()["error"]["type"] == "invalid_request_error"
     assert answer.json()["error"]["message"] == "[] is too short - 'messages'"
+
+
+@source("middleware/openai.go", "CompletionsMiddleware; openai/openai.go ToCompletion")
+def test_openai_completion_is_a_text_completion_with_usage(create: Any, http: httpx.Client) -> None:
+    name = create()
+    answer = http.post(
+        "/v1/completions", json={"model": name, "prompt": "The sky is", "max_tokens": 3}
+    ).json()
+    assert answer["object"] == "text_completion"
+    assert answer["id"].startswith("cmpl-")
+    [choice] = answer["choices"]
+    assert set(choice) == {"text", "index", "finish_reason"}
+    assert choice["finish_reason"] == "length"
+    usage = answer["usage"]
+    assert usage["completion_tokens"] == 3
+    assert usage["total_tokens"] == usage["prompt_tokens"] + 3
+
+
+@source("middleware/openai.go", "CompleteWriter.writeResponse (include_usage: Usage{} on chunks)")
+def test_openai_completion_stream_with_usage_zeroes_it_until_the_end(
+    create: Any, http: httpx.Client
+) -> None:
+    name = create()
+    body = {
+        "model": name,
+        "prompt": "The sky is",
+        "max_tokens": 4,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    with http.stream("POST", "/v1/completions", json=body) as response:
+        lines = [line for line in response.iter_lines() if line]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(line.removeprefix("data: ")) for line in lines[:-1]]
+    *pieces, last = chunks
+    assert all(c["object"] == "text_completion" and c["choices"] for c in pieces)
+    zero = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+    assert all(c["usage"] == zero for c in pieces)
+    assert pieces[-1]["choices"][0]["finish_reason"] == "length"
+    assert last["choices"] == []
+    assert last["usage"]["completion_tokens"] == 4
+
+
+@source("openai/openai.go", "FromCompleteRequest (stop: string or list of strings)")
+def test_openai_completion_stop_of_another_type_is_400(create: Any, http: httpx.Client) -> None:
+    name = create()
+    answer = http.post("/v1/completions", json={"model": name, "prompt": "x", "stop": [1]})
+    assert answer.status_code == 400
+    assert answer.json()["error"] == {
+        "message": "invalid type for 'stop' field: float64",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+
+@source("server/routes.go", "GenerateHandler (suffix: CapabilityInsert); server/images.go")
+def test_a_suffix_for_a_model_without_insert_is_400(create: Any, http: httpx.Client) -> None:
+    name = create()
+    answer = http.post("/api/generate", json={"model": name, "prompt": "a", "suffix": "b"})
+    assert (answer.status_code, answer.json()) == (400, {"error": "does not support insert"})
+    answer = http.post("/v1/completions", json={"model": name, "prompt": "a", "suffix": "b"})
+    assert answer.status_code == 400
+    assert answer.json()["error"]["message"] == "does not support insert"
+    assert answer.json()["error"]["type"] == "api_error"
 
 
 @source("openai/openai.go", "ToListCompletion (nil slice: data null)")
