@@ -33,14 +33,18 @@ def test_gateway_hosts_admit_vrrp_from_their_peers_only(tmp_path: Path) -> None:
         {
             "all": {
                 "children": {
-                    "edge": {"hosts": {"gw1": {}, "gw2": {}, "models": {}}},
+                    # the pools across hosts open a peer rule of their own: not this test's subject
+                    "edge": {
+                        "hosts": {"gw1": {}, "gw2": {}, "models": {}},
+                        "vars": {"gateway_peer_port": 0},
+                    },
                     "gateway": {
                         "hosts": {
                             "gw1": {"keepalived_address": "192.0.2.11"},
                             "gw2": {"keepalived_address": "192.0.2.12"},
                         }
                     },
-                }
+                },
             }
         },
     )
