@@ -110,3 +110,14 @@ def test_the_vip_moves_when_its_host_stops_and_stays_when_it_returns() -> None:
     time.sleep(15)
     assert holder() == survivor, "the returning host took the VIP back (preemption)"
     assert requests.get(f"{URL}/healthz", verify=CA, timeout=5).status_code == 200
+
+
+def test_the_prometheus_route_through_the_vip_sees_every_host() -> None:
+    """/prometheus/ behind the gateway that holds the VIP: a client sees the whole site."""
+    answer = requests.get(
+        f"{URL}/prometheus/api/v1/query", params={"query": "count by (host) (up)"},
+        auth=("lab", SECRETS["prometheus_password"]), verify=CA, timeout=10,
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    hosts = {r["metric"].get("host") for r in answer.json()["data"]["result"]}
+    assert hosts == set(HOSTS), hosts
