@@ -27,7 +27,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export EDGEAI_NO_SKIP := 1
 
 .PHONY: help setup packages lint sanity docs unit unit-python unit-packages images integration \
-  molecule test lab lab-down clean arm64 release-images
+  molecule molecule-cluster test lab lab-down lab-cluster lab-cluster-down clean arm64 release-images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -86,7 +86,16 @@ integration: images packages ## roles and playbooks against this machine's Docke
 molecule: images ## molecule test: the appliance on an emulated edge host
 	source <($(LAB) env) && $(BIN)/molecule test -s default
 
-test: lint unit integration molecule ## every test
+# The site of three hosts (molecule/cluster). Names and addresses: EDGEAI_CLUSTER_PREFIX (host
+# names <prefix>-a|b|c), EDGEAI_CLUSTER_NETWORK, EDGEAI_CLUSTER_NET (first three octets of its /24).
+CLUSTER_ENV := EDGEAI_CLUSTER_PREFIX=$${EDGEAI_CLUSTER_PREFIX:-edgeai-cluster} \
+  EDGEAI_CLUSTER_NETWORK=$${EDGEAI_CLUSTER_NETWORK:-edgeai-cluster-net} \
+  EDGEAI_CLUSTER_NET=$${EDGEAI_CLUSTER_NET:-172.28.0}
+
+molecule-cluster: images ## molecule test -s cluster: a site of three hosts (HA gateway, monitoring pair)
+	source <($(LAB) env) && $(CLUSTER_ENV) $(BIN)/molecule test -s cluster
+
+test: lint unit integration molecule molecule-cluster ## every test
 
 arm64: images ## the project's images built for arm64 and serving a real model under qemu
 	$(LAB) images --only onnx-service-arm64
@@ -107,6 +116,19 @@ lab-down: setup ## remove the lab edge host and registry
 	source <($(LAB) env) && $(LAB_ENV) $(BIN)/molecule destroy -s lab
 	$(LAB) down
 
-clean: lab-down ## remove the venv and caches too
+# `make lab-cluster`: the same site, kept running, on names and a network of its own.
+LAB_CLUSTER_ENV := EDGEAI_CLUSTER_PREFIX=$${EDGEAI_LAB_CLUSTER_PREFIX:-edgeai-cluster-lab} \
+  EDGEAI_CLUSTER_NETWORK=$${EDGEAI_LAB_CLUSTER_NETWORK:-edgeai-cluster-lab-net} \
+  EDGEAI_CLUSTER_NET=$${EDGEAI_LAB_CLUSTER_NET:-172.28.1}
+
+lab-cluster: images ## three emulated edge hosts as one site; writes .lab/cluster.json
+	source <($(LAB) env) && $(LAB_CLUSTER_ENV) $(BIN)/molecule converge -s lab-cluster
+	@$(LAB_CLUSTER_ENV) $(PY) tools/lab_cluster.py
+
+lab-cluster-down: setup ## remove the site of `make lab-cluster` and .lab/cluster.json
+	source <($(LAB) env) && $(LAB_CLUSTER_ENV) $(BIN)/molecule destroy -s lab-cluster
+	rm -f .lab/cluster.json
+
+clean: lab-down lab-cluster-down ## remove the venv and caches too
 	rm -rf $(VENV) .cache .lab
 	find collections/ansible_collections -mindepth 1 -maxdepth 1 ! -name edgeai -exec rm -rf {} +

@@ -18,7 +18,7 @@ import pytest
 NEEDS_PACKAGES = {
     "tests/gateway/": "nginx with njs, testssl.sh",
     "tests/unit/monitoring/": "promtool, amtool",
-    "tests/unit/exporters/": "mtail, prometheus-blackbox-exporter",
+    "tests/unit/exporters/": "mtail, prometheus-blackbox-exporter, nginx",
     "tests/unit/grafana/test_dashboards.py::test_every_query_is_valid_promql": "promtool",
     "tests/unit/grafana/test_dashboards.py::test_promtool_rejects_a_broken_query": "promtool",
     "tests/unit/recovery/test_autoheal.py::test_metrics_file_describes_every_container": "promtool",

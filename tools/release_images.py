@@ -1,7 +1,8 @@
 """Build the project's own images at the collection's version and deliver them to a site.
 
-The collection deploys two images that this repository builds and nobody else publishes: the
-ONNX inference service (`onnx_service_image`) and the Ollama exporter (`ollama_exporter_image`).
+The collection deploys three images that this repository builds and nobody else publishes: the
+ONNX inference service (`onnx_service_image`), the Ollama exporter (`ollama_exporter_image`) and
+keepalived for the gateway group's virtual IP (`keepalived_image`).
 Their role defaults name them `localhost/edgeai/<name>:<collection version>`: a reference no
 device resolves through a public registry. This command builds them from this checkout and
 
@@ -75,6 +76,8 @@ IMAGES = (
     ProjectImage(
         "ollama-exporter", ROOT / "exporters/ollama_exporter", "ollama", "ollama_exporter_image"
     ),
+    # Debian's keepalived: no maintained public image exists (the lab builds the same recipe)
+    ProjectImage("keepalived", ROOT / "tests/images/keepalived", "keepalived", "keepalived_image"),
 )
 
 

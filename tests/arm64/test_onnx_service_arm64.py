@@ -4,8 +4,8 @@
 (a debootstrap root of that architecture, the same recipes; tests/images/images.d/arm64.yml), runs
 it under emulation the way the appliance runs it (read-only, no capabilities, non-root) with the
 lab's real demo model (magika's content-type model), and compares its answers over HTTP and gRPC
-with onnxruntime on this machine. Then the release command (tools/release_images.py) builds both
-project images for amd64 and arm64 and pushes one multi-platform manifest list per image to the
+with onnxruntime on this machine. Then the release command (tools/release_images.py) builds the
+project's images for amd64 and arm64 and pushes one multi-platform manifest list per image to the
 lab registry on loopback, under the name a device pulls through `docker_image_mirror`.
 """
 
@@ -148,7 +148,7 @@ def test_release_pushes_one_manifest_list_per_image_for_both_platforms() -> None
     for platform, base in bases.items():
         argv += ["--platform", platform, "--base-image", f"{platform}={base}"]
     subprocess.run(argv, check=True, timeout=3600)
-    for name in ("onnx-service", "ollama-exporter"):
+    for name in ("onnx-service", "ollama-exporter", "keepalived"):
         ref = f"{registry.PUSH_HOST}/localhost/edgeai/{name}:{VERSION}"
         listing = json.loads(docker("manifest", "inspect", "--insecure", ref, timeout=60))
         platforms = sorted(

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from ansible_run import ansible_playbook, playbook_env
+from cryptography import x509
 from docker_run import docker, docker_ready
 from free_ports import reserve_port
 
@@ -228,3 +229,33 @@ def test_a_diff_over_a_key_change_never_shows_a_secret(site: Site) -> None:
     assert output.count("bytes of secret content, not shown: the new version") >= 4, output[-6000:]
     assert f"{site.live}/tls/key.pem" in output
     assert f"{site.live}/prometheus.htpasswd" in output
+
+
+def _first_pem(text: str) -> str:
+    begin = text.index("-----BEGIN CERTIFICATE-----")
+    end = text.index("-----END CERTIFICATE-----", begin)
+    return text[begin:end]
+
+
+def _cert_addresses(path: Path) -> set[str]:
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return {str(address) for address in sans.get_values_for_type(x509.IPAddress)}
+
+
+def test_the_gateway_groups_virtual_ip_joins_the_certificate_once(site: Site) -> None:
+    cert = site.live / "tls" / "fullchain.pem"
+    assert "192.0.2.200" not in _cert_addresses(cert)
+    vip = json.dumps({"keepalived_vip": "192.0.2.200/24"})
+    result = site.converge("-e", vip)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert {"192.0.2.200", "127.0.0.1"} <= _cert_addresses(cert)
+    # re-issued once: the next converge keeps it (and the reloaded gateway serves it)
+    again = site.converge("-e", vip)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert recap(again.stdout)["localhost"]["changed"] == 0, again.stdout
+    served = subprocess.run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{site.port}", "-showcerts"],
+        input="", capture_output=True, text=True, check=False, timeout=30,
+    )  # fmt: skip
+    assert _first_pem(served.stdout) == _first_pem(cert.read_text())

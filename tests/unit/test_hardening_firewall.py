@@ -55,15 +55,15 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def peer_rules(text: str) -> list[str]:
-    return [line.strip() for line in text.splitlines() if "mTLS port" in line]
+    return [line.strip() for line in text.splitlines() if "for the other hosts of the site" in line]
 
 
 def test_the_peer_port_is_open_to_the_other_hosts_only(rendered: Path) -> None:
     assert peer_rules((rendered / "shop-01.nft").read_text()) == [
         "ip saddr { 192.168.50.12 } ct status dnat meta l4proto tcp ct original proto-dst { 30443 }"
-        ' accept comment "the gateway\'s mTLS port, for the other hosts of the site only"',
+        ' accept comment "the peer ports, for the other hosts of the site only"',
         "ip6 saddr { fd00::13 } ct status dnat meta l4proto tcp ct original proto-dst { 30443 }"
-        ' accept comment "the gateway\'s mTLS port, for the other hosts of the site only"',
+        ' accept comment "the peer ports, for the other hosts of the site only"',
     ]
     rules = peer_rules((rendered / "shop-02.nft").read_text())
     assert [re.search(r"saddr \{ (.*?) \}", r).group(1) for r in rules] == [  # type: ignore[union-attr]
@@ -72,7 +72,7 @@ def test_the_peer_port_is_open_to_the_other_hosts_only(rendered: Path) -> None:
     ]
     # before the drop of everything else that goes to a container, never open to the world
     text = (rendered / "shop-03.nft").read_text()
-    assert text.index("mTLS port") < text.index('oifname "br-*" drop')
+    assert text.index("the peer ports,") < text.index('oifname "br-*" drop')
     assert "30443" not in text.split("chain forward", 1)[0]
     published = next(line for line in text.splitlines() if "published for the outside" in line)
     assert "30443" not in published

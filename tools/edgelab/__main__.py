@@ -94,6 +94,9 @@ def cmd_env(_: argparse.Namespace) -> int:
         "GATEWAY_TEST_IMAGE": images.image_ref("nginx", hashes["nginx"]),
         "MSYNC_ONNX_IMAGE": images.image_ref("onnx-service", hashes["onnx-service"]),
         "MSYNC_OLLAMA_IMAGE": images.image_ref("ollama-standin", hashes["ollama-standin"]),
+        # the keepalived test runs the VRRP peers and, next to each, a health target in python
+        "KEEPALIVED_TEST_IMAGE": images.image_ref("keepalived", hashes["keepalived"]),
+        "PYTHON_TEST_IMAGE": images.image_ref("python", hashes["python"]),
         # the project's images built for arm64 (`make arm64` builds them, run under qemu)
         "ARM64_ONNX_IMAGE": images.image_ref("onnx-service-arm64", hashes["onnx-service-arm64"]),
     }

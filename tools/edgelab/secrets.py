@@ -21,7 +21,11 @@ NAMES = (
     "ca_passphrase",
     "prometheus_password",
     "grafana_password",
+    # keepalived_auth_pass of the multi-host lab: VRRP's simple password holds 8 bytes at most
+    "vrrp_password",
 )
+# bytes of randomness per secret (hex: twice as many characters); 32 unless named here
+TOKEN_BYTES = {"vrrp_password": 4}
 
 
 def ensure_secrets(path: Path) -> tuple[dict[str, str], bool]:
@@ -29,7 +33,7 @@ def ensure_secrets(path: Path) -> tuple[dict[str, str], bool]:
     current: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
     missing = [name for name in NAMES if not current.get(name)]
     for name in missing:
-        current[name] = secrets.token_hex(32)
+        current[name] = secrets.token_hex(TOKEN_BYTES.get(name, 32))
     if missing:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

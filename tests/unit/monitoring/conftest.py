@@ -62,6 +62,20 @@ SCENARIOS: dict[str, dict[str, object]] = {
             {"matchers": ['severity="critical"'], "receiver": "pager", "continue": True}
         ],
     },
+    # one of a site's monitoring pair (inventories/example-cluster): replica label, the other hosts'
+    # relays, both Alertmanagers
+    "cluster": {
+        "prometheus_replica": "shop-01",
+        "prometheus_host_label": "shop-01",
+        "prometheus_peer_sd_urls": [
+            "http://10.20.0.12:9464/targets.json",
+            "http://10.20.0.13:9464/targets.json",
+        ],
+        "prometheus_alertmanagers": ["alertmanager:9093", "10.20.0.12:9093"],
+        "alertmanager_host_port": 9093,
+        "alertmanager_cluster_peers": ["10.20.0.12:9094"],
+        "alertmanager_cluster_advertise_address": "10.20.0.11",
+    },
 }
 SECRETS = ["url-secret-1", "bearer-secret-2", "basic-secret-3"]
 

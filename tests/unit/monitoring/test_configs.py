@@ -52,6 +52,31 @@ def test_one_generic_file_sd_job_and_the_alertmanager(rendered: dict[str, Render
     assert site["global"]["external_labels"] == {"site": "shop-01"}
 
 
+def test_a_monitoring_pair_labels_its_replica_and_scrapes_the_peers(
+    rendered: dict[str, Rendered],
+) -> None:
+    config = yaml.safe_load((rendered["cluster"].prometheus / "prometheus.yml").read_text())
+    assert config["global"]["external_labels"] == {"replica": "shop-01"}
+    # the pair's alerts reach the Alertmanager cluster without the replica label: deduplicated
+    assert config["alerting"]["alert_relabel_configs"] == [
+        {"action": "labeldrop", "regex": "replica"}
+    ]
+    assert config["alerting"]["alertmanagers"] == [
+        {"static_configs": [{"targets": ["alertmanager:9093", "10.20.0.12:9093"]}]}
+    ]
+    local, peers = config["scrape_configs"]
+    assert local["relabel_configs"] == [{"target_label": "host", "replacement": "shop-01"}]
+    assert peers["job_name"] == "edgeai-peers"
+    assert [c["url"] for c in peers["http_sd_configs"]] == [
+        "http://10.20.0.12:9464/targets.json",
+        "http://10.20.0.13:9464/targets.json",
+    ]
+    # a single host's configuration has none of it
+    single = yaml.safe_load((rendered["defaults"].prometheus / "prometheus.yml").read_text())
+    assert "alert_relabel_configs" not in single["alerting"]
+    assert "relabel_configs" not in single["scrape_configs"][0]
+
+
 def test_default_routing_groups_and_inhibits(rendered: dict[str, Rendered]) -> None:
     config = yaml.safe_load((rendered["defaults"].alertmanager / "alertmanager.yml").read_text())
     assert config["route"]["receiver"] == "default"

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
 import lab_summary
 from edgelab import caps, emulation, images
 from edgelab.engine import wait_until
-from edgelab.secrets import NAMES, ensure_secrets
+from edgelab.secrets import NAMES, TOKEN_BYTES, ensure_secrets
 
 
 def _spec(tmp_path: Path, body: str) -> Path:
@@ -143,7 +143,11 @@ def test_lab_secrets_are_made_once_and_private(tmp_path: Path) -> None:
     first, made = ensure_secrets(path)
     assert made
     assert set(first) == set(NAMES)
-    assert all(len(value) == 64 for value in first.values())
+    # hex: two characters a byte; 32 bytes unless the secret has a size of its own (VRRP: 8 chars)
+    assert {name: len(value) for name, value in first.items()} == {
+        name: 2 * TOKEN_BYTES.get(name, 32) for name in NAMES
+    }
+    assert len(first["vrrp_password"]) == 8
     assert len(set(first.values())) == len(NAMES)
     assert path.stat().st_mode & 0o777 == 0o600
     again, made_again = ensure_secrets(path)

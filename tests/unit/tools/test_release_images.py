@@ -49,6 +49,7 @@ def test_role_defaults_name_the_collection_version_on_no_public_registry() -> No
     assert refs == {
         "onnx-service": f"localhost/edgeai/onnx-service:{VERSION}",
         "ollama-exporter": f"localhost/edgeai/ollama-exporter:{VERSION}",
+        "keepalived": f"localhost/edgeai/keepalived:{VERSION}",
     }
 
 
@@ -63,6 +64,7 @@ def test_local_build_tags_the_role_defaults_and_pushes_nothing() -> None:
     assert [c[c.index("-t") + 1] for c in builds] == [
         f"localhost/edgeai/onnx-service:{VERSION}",
         f"localhost/edgeai/ollama-exporter:{VERSION}",
+        f"localhost/edgeai/keepalived:{VERSION}",
     ]
     assert all("BASE_IMAGE=python:3.11-slim" in c for c in builds)
     assert all(f"org.opencontainers.image.version={VERSION}" in c for c in builds)

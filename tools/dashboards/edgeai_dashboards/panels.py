@@ -24,9 +24,24 @@ from grafana_foundation_sdk.models.prometheus import PromQueryFormat
 DATASOURCE_UID = "edgeai-prometheus"
 DATASOURCE = dashboard_models.DataSourceRef(type_val="prometheus", uid=DATASOURCE_UID)
 
-# What Grafana puts in for its interval variables, for checking and running the expressions
-# outside Grafana (promtool, the Prometheus HTTP API).
-GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h"}
+# What Grafana puts in for its variables, for checking and running the expressions outside Grafana
+# (promtool, the Prometheus HTTP API): the interval variables, and the per-host variable at "All".
+GRAFANA_VARIABLES = {
+    "$__rate_interval": "5m",
+    "$__interval": "1m",
+    "$__range": "1h",
+    "$host": ".*",
+}
+
+# The per-host dimension (a site of several hosts): every series selector of every panel gets
+# this matcher. A single host's series carry no `host` label, and `=~".*"` matches them too.
+HOST_MATCHER = 'host=~"$host"'
+_KEYWORDS = {
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool",
+    "and", "or", "unless", "offset",
+}  # fmt: skip
+_GROUPING = {"by", "without", "on", "ignoring", "group_left", "group_right"}
+_IDENT = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _VARIABLE = re.compile(r"\$(__[a-z_]+|\{[^}]+\}|[A-Za-z_]\w*)")
 
 CADVISOR = "cAdvisor is off in the lab (it cannot be obtained on the build machines)"
@@ -40,6 +55,60 @@ def promql(expr: str) -> str:
     if left:
         raise ValueError(f"unknown Grafana variable {left.group(0)} in {expr!r}")
     return expr
+
+
+def _verbatim(expr: str, i: int, previous: str) -> int:
+    """Where a part that keeps its text ends: a $variable, a string, a [duration], the label list
+    of by/without/on/ignoring; ``i`` itself when expr[i] starts none of them."""
+    c = expr[i]
+    if c == "$":
+        match = _IDENT.match(expr, i + 1)
+        return match.end() if match else i + 1
+    if c in "\"'":
+        return expr.index(c, i + 1) + 1
+    if c == "[":
+        return expr.index("]", i) + 1
+    if c == "(" and previous in _GROUPING:
+        return expr.index(")", i) + 1
+    return i
+
+
+def with_host(expr: str) -> str:
+    """``expr`` with HOST_MATCHER in every series selector (metric names and bare ``{...}``).
+
+    Functions, aggregations, keywords, label lists of by/without/on/ignoring, durations in
+    ``[...]``, strings and ``$variables`` are left alone.
+    """
+    out: list[str] = []
+    i, n = 0, len(expr)
+    previous = ""  # the last identifier or symbol outside selectors
+    while i < n:
+        end = _verbatim(expr, i, previous)
+        if end > i:
+            out.append(expr[i:end])
+            previous = expr[end - 1] if expr[i] == "(" else previous
+            i = end
+            continue
+        if expr[i] == "{":
+            end = expr.index("}", i) + 1
+            inner = expr[i + 1 : end - 1].strip()
+            out.append("{" + HOST_MATCHER + (", " + inner if inner else "") + "}")
+            i, previous = end, "}"
+            continue
+        match = _IDENT.match(expr, i)
+        if match and not (i > 0 and (expr[i - 1].isdigit() or expr[i - 1] == ".")):
+            name = match.group(0)
+            rest = expr[match.end() :].lstrip()
+            out.append(name)
+            aggregation = re.match(r"(by|without)\b", rest) is not None
+            if name not in _KEYWORDS and not aggregation and not rest.startswith(("(", "{")):
+                out.append("{" + HOST_MATCHER + "}")
+            i, previous = match.end(), name
+            continue
+        out.append(expr[i])
+        previous = previous if expr[i].isspace() else expr[i]
+        i += 1
+    return "".join(out)
 
 
 @dataclass(frozen=True)
@@ -74,6 +143,18 @@ class Board:
             .time("now-1h", "now")
             .timezone("browser")
             .tooltip(dashboard_models.DashboardCursorSync.CROSSHAIR)
+            .with_variable(
+                dashboard_builders.QueryVariable("host")
+                .label("Host")
+                .description("The site's hosts (a single host has none: All)")
+                .datasource(DATASOURCE)
+                .query("label_values(up, host)")
+                .refresh(dashboard_models.VariableRefresh.ON_TIME_RANGE_CHANGED)
+                .include_all(True)
+                .all_value(".*")
+                .multi(True)
+                .current(dashboard_models.VariableOption(text="All", value="$__all"))
+            )
         )
 
     def _next_id(self) -> int:
@@ -87,9 +168,10 @@ class Board:
     def add(self, panel: Any, title: str, queries: list[Q]) -> Board:
         panel_id = self._next_id()
         for index, query in enumerate(queries):
+            expr = with_host(query.expr)
             target = (
                 prometheus.Dataquery()
-                .expr(query.expr)
+                .expr(expr)
                 .ref_id(chr(ord("A") + index))
                 .datasource(DATASOURCE)
             )
@@ -106,8 +188,8 @@ class Board:
                     "panel": title,
                     "panel_id": panel_id,
                     "ref_id": chr(ord("A") + index),
-                    "expr": query.expr,
-                    "promql": promql(query.expr),
+                    "expr": expr,
+                    "promql": promql(expr),
                     "instant": query.instant,
                     "requires": query.requires,
                     "lab_exception": query.lab_exception,

@@ -1,0 +1,123 @@
+"""The gateways' virtual IP (issue 16 items 2 and 6), from a client's side on this machine: the
+VIP answers with the site's certificate; a steady stream of OIP infer requests survives the
+holder host's stop (failed requests and the longest gap are measured and printed); the host that
+comes back rejoins without a converge and does not take the VIP back (no flap)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import requests
+from cluster_lab import CA, HOSTS, SECRETS, VIP, on_host, run, wait_for
+
+URL = f"https://{VIP}:30080"
+USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
+GATEWAYS = HOSTS[:2]
+# a magika request as tools/lab_summary.py writes it
+CONTENT = list(b"#!/bin/sh\necho hello from the edge\n")
+INFER = {
+    "inputs": [
+        {
+            "name": "bytes",
+            "shape": [1, 2048],
+            "datatype": "INT32",
+            "data": CONTENT + [256] * (2048 - len(CONTENT)),
+        }
+    ]
+}
+
+
+def holder() -> str | None:
+    """The gateway host whose interfaces carry the VIP (exactly one, or None)."""
+    holders = [h for h in GATEWAYS if f"inet {VIP}/" in on_host(h, "ip", "-4", "addr", check=False)]
+    assert len(holders) <= 1, f"the VIP is on {holders}"
+    return holders[0] if holders else None
+
+
+def running(host: str, name: str) -> bool:
+    """A container of that name runs on the host and is not unhealthy or still starting."""
+    status = on_host(host, "docker", "ps", "--filter", f"name=^{name}$", "--format",
+                     "{{.Status}}", check=False)  # fmt: skip
+    return status.startswith("Up") and "starting" not in status and "unhealthy" not in status
+
+
+@dataclass
+class Stream:
+    """A client that sends OIP infer requests through the VIP, one after the other."""
+
+    ok: list[float] = field(default_factory=list)
+    failed: list[float] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        session = requests.Session()
+        while not self.stop.is_set():
+            now = time.monotonic()
+            try:
+                answer = session.post(
+                    f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA,
+                    timeout=2,
+                )  # fmt: skip
+                (self.ok if answer.status_code == 200 else self.failed).append(now)
+            except requests.RequestException:
+                self.failed.append(now)
+                session = requests.Session()
+                time.sleep(0.05)
+
+    def longest_gap(self) -> float:
+        return max((b - a for a, b in zip(self.ok, self.ok[1:], strict=False)), default=0.0)
+
+
+def test_the_vip_serves_with_the_site_certificate() -> None:
+    wait_for("one gateway holds the VIP", holder, 60)
+    answer = requests.get(f"{URL}/healthz", verify=CA, timeout=5)
+    assert answer.status_code == 200
+    models = requests.get(f"{URL}/v2/models/magika", headers=USER, verify=CA, timeout=5)
+    assert models.status_code == 200, models.text
+
+
+def test_the_vip_moves_when_its_host_stops_and_stays_when_it_returns() -> None:
+    first = wait_for("one gateway holds the VIP", holder, 60) is not None and holder()
+    assert first
+    survivor = next(h for h in GATEWAYS if h != first)
+    stream = Stream()
+    client = threading.Thread(target=stream.run, daemon=True)
+    client.start()
+    try:
+        time.sleep(5)
+        assert stream.ok, "no request went through before the stop"
+        stopped_at = time.monotonic()
+        run("docker", "stop", "--time", "5", first)
+        wait_for(f"the VIP moved to {survivor}", lambda: holder() == survivor, 60, step=0.5)
+        time.sleep(10)
+    finally:
+        stream.stop.set()
+        client.join(timeout=10)
+    after = [t for t in stream.ok if t > stopped_at]
+    assert after, "no request went through after the VIP moved"
+    gap = stream.longest_gap()
+    lost = [t for t in stream.failed if t > stopped_at]
+    print(
+        f"VIP failover {first} -> {survivor}: longest gap between two successes {gap:.2f} s, "
+        f"{len(lost)} failed requests, {len(stream.ok)} succeeded"
+    )
+    # the host comes back: its containers restart by themselves (no converge); it stays a backup
+    run("docker", "start", first)
+    for name in ("gateway", "keepalived"):
+        wait_for(f"{first}'s {name} runs again", lambda n=name: running(first, n), 300, step=5)
+    time.sleep(15)
+    assert holder() == survivor, "the returning host took the VIP back (preemption)"
+    assert requests.get(f"{URL}/healthz", verify=CA, timeout=5).status_code == 200
+
+
+def test_the_prometheus_route_through_the_vip_sees_every_host() -> None:
+    """/prometheus/ behind the gateway that holds the VIP: a client sees the whole site."""
+    answer = requests.get(
+        f"{URL}/prometheus/api/v1/query", params={"query": "count by (host) (up)"},
+        auth=("lab", SECRETS["prometheus_password"]), verify=CA, timeout=10,
+    )  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    hosts = {r["metric"].get("host") for r in answer.json()["data"]["result"]}
+    assert hosts == set(HOSTS), hosts
