@@ -398,7 +398,10 @@ class DynamicBatcher:
         self._metrics.pending.inc()
         with self._lock:
             self._queue.append(_Pending(feeds, rows, key, future, perf_counter()))
-        self._wakeup.set()
+        # While every instance is busy the worker that finishes takes this request (or wakes
+        # the loop when it gives its instance back): no need to wake the loop for each one.
+        if self._running < self._instances:
+            self._wakeup.set()
         return await future
 
     def close(self) -> None:
