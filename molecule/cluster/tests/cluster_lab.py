@@ -34,6 +34,20 @@ VIP = f"{NET}.200"
 WEBHOOK_ADDRESS = f"{NET}.250"  # inventories/lab-cluster: alertmanager_webhooks
 WEBHOOK_PORT = 18095
 RELAY_PORT = 9464  # inventories/example-cluster: exporters_host_port
+URL = f"https://{VIP}:30080"  # the site's gateway, through the VIP
+USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
+# a magika request as tools/lab_summary.py writes it
+_CONTENT = list(b"#!/bin/sh\necho hello from the edge\n")
+INFER = {
+    "inputs": [
+        {
+            "name": "bytes",
+            "shape": [1, 2048],
+            "datatype": "INT32",
+            "data": _CONTENT + [256] * (2048 - len(_CONTENT)),
+        }
+    ]
+}
 
 
 def run(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

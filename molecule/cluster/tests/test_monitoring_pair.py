@@ -7,6 +7,9 @@ import json
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from cluster_lab import (
@@ -68,55 +71,56 @@ def test_the_relay_answers_peers_only() -> None:
         urllib.request.urlopen(url, timeout=3)
 
 
+@contextmanager
+def stopped_on(host: str, container: str) -> Iterator[None]:
+    on_host(host, "docker", "stop", container)
+    try:
+        yield
+    finally:
+        on_host(host, "docker", "start", container)
+
+
+Payloads = Callable[[], list[dict[str, Any]]]
+
+
+def assert_alerted_once(payloads: Payloads, since: float, job: str) -> None:
+    """TargetDown of the model-only host's `job` reaches the webhook, and only once."""
+    wait_for(
+        f"TargetDown of the model-only host's {job} exporter reached the webhook",
+        lambda: firing(payloads(), since, alertname="TargetDown", job=job, host=HOSTS[2]),
+        240,
+    )
+    time.sleep(DUPLICATE_WINDOW)
+    delivered = firing(payloads(), since, alertname="TargetDown", job=job)
+    assert len(delivered) == 1, delivered
+
+
 def test_one_prometheus_stopped_the_other_still_scrapes_and_alerts_once() -> None:
     """Stop a's Prometheus: b still scrapes a's targets; a target that goes down raises one
     notification at the webhook, not one per Prometheus or per Alertmanager."""
     stopped, other = MONITORING
     since = time.time()
-    with webhook_sink() as payloads:
-        on_host(stopped, "docker", "stop", "prometheus")
-        on_host(HOSTS[2], "docker", "stop", "ollama-exporter")
-        try:
-            # b scrapes a's node exporter through a's relay, fresh samples after the stop
-            time.sleep(20)
-            assert stopped in _hosts_up(other)
-            wait_for(
-                "TargetDown of the model-only host's Ollama exporter reached the webhook",
-                lambda: firing(
-                    payloads(), since, alertname="TargetDown", job="ollama", host=HOSTS[2]
-                ),
-                240,
-            )
-            time.sleep(DUPLICATE_WINDOW)
-            delivered = firing(payloads(), since, alertname="TargetDown", job="ollama")
-            assert len(delivered) == 1, delivered
-        finally:
-            on_host(HOSTS[2], "docker", "start", "ollama-exporter")
-            on_host(stopped, "docker", "start", "prometheus")
+    with (
+        webhook_sink() as payloads,
+        stopped_on(stopped, "prometheus"),
+        stopped_on(HOSTS[2], "ollama-exporter"),
+    ):
+        # b scrapes a's node exporter through a's relay, fresh samples after the stop
+        time.sleep(20)
+        assert stopped in _hosts_up(other)
+        assert_alerted_once(payloads, since, "ollama")
     wait_for("a's Prometheus is back", lambda: _hosts_up(stopped) == set(HOSTS), 180)
 
 
 def test_one_alertmanager_stopped_the_alert_still_arrives_once() -> None:
     """Both Prometheus servers up and firing, b's Alertmanager stopped: a's delivers, once."""
-    stopped = MONITORING[1]
     since = time.time()
-    with webhook_sink() as payloads:
-        on_host(stopped, "docker", "stop", "alertmanager")
-        on_host(HOSTS[2], "docker", "stop", "node-exporter")
-        try:
-            wait_for(
-                "TargetDown of the model-only host's node exporter reached the webhook",
-                lambda: firing(
-                    payloads(), since, alertname="TargetDown", job="node", host=HOSTS[2]
-                ),
-                240,
-            )
-            time.sleep(DUPLICATE_WINDOW)
-            delivered = firing(payloads(), since, alertname="TargetDown", job="node")
-            assert len(delivered) == 1, delivered
-        finally:
-            on_host(HOSTS[2], "docker", "start", "node-exporter")
-            on_host(stopped, "docker", "start", "alertmanager")
+    with (
+        webhook_sink() as payloads,
+        stopped_on(MONITORING[1], "alertmanager"),
+        stopped_on(HOSTS[2], "node-exporter"),
+    ):
+        assert_alerted_once(payloads, since, "node")
 
 
 def _cluster(host: str) -> dict:

@@ -13,22 +13,9 @@ import time
 
 import pytest
 import requests
-from cluster_lab import ADDRESS, CA, HOSTS, SECRETS, VIP, on_host, run, wait_for
+from cluster_lab import ADDRESS, CA, HOSTS, INFER, URL, USER, on_host, run, wait_for
 
-URL = f"https://{VIP}:30080"
-USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
 PEER_PORT = 30443  # roles/gateway: gateway_peer_port
-CONTENT = list(b"#!/bin/sh\necho hello from the edge\n")
-INFER = {
-    "inputs": [
-        {
-            "name": "bytes",
-            "shape": [1, 2048],
-            "datatype": "INT32",
-            "data": CONTENT + [256] * (2048 - len(CONTENT)),
-        }
-    ]
-}
 _REQUESTS = re.compile(
     r'^onnx_service_inference_requests_total\{[^}]*model="magika"[^}]*\} (\S+)$', re.M
 )

@@ -10,23 +10,9 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from cluster_lab import CA, HOSTS, SECRETS, VIP, on_host, run, wait_for
+from cluster_lab import CA, HOSTS, INFER, SECRETS, URL, USER, VIP, on_host, run, wait_for
 
-URL = f"https://{VIP}:30080"
-USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
 GATEWAYS = HOSTS[:2]
-# a magika request as tools/lab_summary.py writes it
-CONTENT = list(b"#!/bin/sh\necho hello from the edge\n")
-INFER = {
-    "inputs": [
-        {
-            "name": "bytes",
-            "shape": [1, 2048],
-            "datatype": "INT32",
-            "data": CONTENT + [256] * (2048 - len(CONTENT)),
-        }
-    ]
-}
 
 
 def holder() -> str | None:

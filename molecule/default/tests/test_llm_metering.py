@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 import subprocess
 import time
+from collections.abc import Callable
+from typing import Any
 
 import httpx
 import ollama
@@ -83,18 +85,27 @@ def test_ollama_generate_and_chat_are_counted_exactly(stream: bool) -> None:
     assert grew(before, after, "lab-user") == (final.prompt_eval_count, final.eval_count)
 
 
-def test_openai_usage_is_counted_exactly() -> None:
+def charged_as_reported(create: Callable[[], Any]) -> dict[str, float]:
+    """One non-streamed OpenAI request: the key is charged the usage the answer reports. Returns
+    the counters after it."""
     before = metrics()
-    reply = _openai().chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": "Name a fruit."}],
-        temperature=0, seed=7, max_tokens=6,
-    )  # fmt: skip
+    reply = create()
     after = settled(before)
     assert reply.usage is not None
     assert grew(before, after, "lab-user") == (
         reply.usage.prompt_tokens,
         reply.usage.completion_tokens,
     )
+    return after
+
+
+def test_openai_usage_is_counted_exactly() -> None:
+    after = charged_as_reported(
+        lambda: _openai().chat.completions.create(
+            model=MODEL, messages=[{"role": "user", "content": "Name a fruit."}],
+            temperature=0, seed=7, max_tokens=6,
+        )
+    )  # fmt: skip
     # a stream whose client asked for the usage: it gets it, and the same count is charged
     before = after
     chunks = list(
@@ -111,15 +122,10 @@ def test_openai_usage_is_counted_exactly() -> None:
 
 
 def test_text_completions_are_counted_and_show_usage_only_when_asked() -> None:
-    before = metrics()
-    reply = _openai().completions.create(
-        model=MODEL, prompt="The capital of France is", temperature=0, seed=7, max_tokens=4
-    )
-    after = settled(before)
-    assert reply.usage is not None
-    assert grew(before, after, "lab-user") == (
-        reply.usage.prompt_tokens,
-        reply.usage.completion_tokens,
+    after = charged_as_reported(
+        lambda: _openai().completions.create(
+            model=MODEL, prompt="The capital of France is", temperature=0, seed=7, max_tokens=4
+        )
     )
     # Ollama puts a zeroed usage on every /v1/completions chunk once usage is asked for (the
     # gateway asks): a client that did not ask sees none, and the real count is charged

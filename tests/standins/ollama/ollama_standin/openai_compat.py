@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
@@ -164,15 +164,28 @@ class _Generation:
             await self.pieces.aclose()
             raise OpenAIError(exc.status, exc.message, from_handler=True) from None
 
-    async def rest(self, first: str | None) -> AsyncIterator[str | OllamaError]:
-        """``first`` and every later piece; an error of the runner as the last item."""
-        if first is not None:
-            yield first
+    async def events(
+        self,
+        first: str | None,
+        choice: Callable[[str, str | None], dict[str, Any]],
+        chunk: Callable[[list[dict[str, Any]], dict[str, int] | None], bytes],
+        include_usage: bool,
+    ) -> AsyncIterator[bytes]:
+        """A stream's server-sent events: ``first`` and every later piece as a chunk, the chunk
+        with the finish reason, the usage chunk (no choices) when asked for, ``[DONE]``; an error
+        of the runner ends it as an error event."""
         try:
+            if first is not None:
+                yield chunk([choice(first, None)], None)
             async for piece in self.pieces:
-                yield piece
+                yield chunk([choice(piece, None)], None)
         except OllamaError as exc:
-            yield exc
+            yield _error_event(exc)
+            return
+        yield chunk([choice("", self.finish())], None)
+        if include_usage:
+            yield chunk([], self.usage())
+        yield b"data: [DONE]\n\n"
 
 
 def _event(payload: dict[str, Any]) -> bytes:
@@ -227,25 +240,16 @@ async def chat_completions(request: Request, state: State) -> Response:
 
     include_usage = bool(body.stream_options and body.stream_options.include_usage)
 
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None) -> bytes:
+        extra = {} if usage is None else {"usage": usage}
         return _event({**base, "object": "chat.completion.chunk", "choices": choices, **extra})
 
-    first = await generation.first()
+    def choice(text: str, finish: str | None) -> dict[str, Any]:
+        delta = {"role": "assistant", "content": text}
+        return {"index": 0, "delta": delta, "finish_reason": finish}
 
-    async def events() -> AsyncIterator[bytes]:
-        async for piece in generation.rest(first):
-            if isinstance(piece, OllamaError):
-                yield _error_event(piece)
-                return
-            delta = {"role": "assistant", "content": piece}
-            yield chunk([{"index": 0, "delta": delta, "finish_reason": None}])
-        delta = {"role": "assistant", "content": ""}
-        yield chunk([{"index": 0, "delta": delta, "finish_reason": generation.finish()}])
-        if include_usage:
-            yield chunk([], usage=generation.usage())
-        yield b"data: [DONE]\n\n"
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    events = generation.events(await generation.first(), choice, chunk, include_usage)
+    return StreamingResponse(events, media_type="text/event-stream")
 
 
 class CompletionRequest(BaseModel):
@@ -327,7 +331,7 @@ async def completions(request: Request, state: State) -> Response:
     def choice(text: str, finish: str | None) -> dict[str, Any]:
         return {"text": text, "index": 0, "finish_reason": finish}
 
-    def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+    def chunk(choices: list[dict[str, Any]], usage: dict[str, int] | None) -> bytes:
         payload = {**base, "created": int(time.time()), "choices": choices, **tail}
         if include_usage:
             payload["usage"] = usage or zero
@@ -341,7 +345,7 @@ async def completions(request: Request, state: State) -> Response:
             raise OpenAIError(exc.status, exc.message, from_handler=True) from None
         if body.stream:
             return StreamingResponse(
-                iter([chunk([choice("", reason)]), b"data: [DONE]\n\n"]),
+                iter([chunk([choice("", reason)], None), b"data: [DONE]\n\n"]),
                 media_type="text/event-stream",
             )
         whole = {**base, "created": int(time.time()), **tail, "choices": [choice("", reason)]}
@@ -360,20 +364,8 @@ async def completions(request: Request, state: State) -> Response:
         whole = {**base, "created": int(time.time()), **tail, "choices": choices}
         return JSONResponse({**whole, "usage": generation.usage()})
 
-    first = await generation.first()
-
-    async def events() -> AsyncIterator[bytes]:
-        async for piece in generation.rest(first):
-            if isinstance(piece, OllamaError):
-                yield _error_event(piece)
-                return
-            yield chunk([choice(piece, None)])
-        yield chunk([choice("", generation.finish())])
-        if include_usage:
-            yield chunk([], generation.usage())
-        yield b"data: [DONE]\n\n"
-
-    return StreamingResponse(events(), media_type="text/event-stream")
+    events = generation.events(await generation.first(), choice, chunk, include_usage)
+    return StreamingResponse(events, media_type="text/event-stream")
 
 
 def _model_entry(record: ModelRecord, name: str) -> dict[str, Any]:
