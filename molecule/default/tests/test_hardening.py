@@ -19,12 +19,18 @@ from appliance_lab import IMAGES, INSTANCE
 
 PYTHON_IMAGE = IMAGES["images"]["python"]
 NETWORK = os.environ["EDGEAI_LAB_NETWORK"]
-EDGE_IP = json.loads(
-    subprocess.run(
+
+
+def edge_ip() -> str:
+    """The edge host's address on the lab network, asked each time: test_faults restarts the
+    host, and Docker gives it another address when its old one was taken meanwhile."""
+    networks = subprocess.run(
         ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", INSTANCE],
         capture_output=True, text=True, check=True,
-    ).stdout
-)[NETWORK]["IPAddress"]  # fmt: skip
+    ).stdout  # fmt: skip
+    return str(json.loads(networks)[NETWORK]["IPAddress"])
+
+
 PROBE = """
 import socket, sys
 results = []
@@ -54,7 +60,7 @@ def outside(ports: list[int]) -> list[str]:
     """Connect from another machine on the edge host's LAN: open, refused (RST) or dropped."""
     result = subprocess.run(
         ["docker", "run", "--rm", "--network", NETWORK, PYTHON_IMAGE,
-         "python3", "-c", PROBE, EDGE_IP, *map(str, ports)],
+         "python3", "-c", PROBE, edge_ip(), *map(str, ports)],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     return result.stdout.split()
@@ -100,7 +106,7 @@ def test_the_gateway_and_ssh_are_reachable_from_outside(listeners) -> None:
 def test_other_ports_are_dropped_from_outside_but_work_on_the_host(host, listeners) -> None:
     # Both listen on every address and answer on the host itself ...
     local = host.run(
-        HOST_GET.format(f"http://{EDGE_IP}:{HOST_LISTENER_PORT}/")
+        HOST_GET.format(f"http://{edge_ip()}:{HOST_LISTENER_PORT}/")
         + " && "
         + HOST_GET.format(f"http://127.0.0.1:{PUBLISHED_PORT}/")
     )
