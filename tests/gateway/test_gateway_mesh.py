@@ -60,6 +60,7 @@ def _node_vars(name: str, root: Path, port: int, status: int, peer: int) -> dict
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
         "ansible_host": NODES.get(name, "127.0.0.9"),
+        "gateway_peer_group": "edge",
         "gateway_tls_ca_dir": str(root / "ca"),
         "gateway_tls_ca_passphrase": CA_PASSPHRASE,
         "gateway_njs_module_path": NJS_MODULE,
@@ -324,11 +325,16 @@ def test_a_started_stream_whose_upstream_dies_is_cut_not_replayed(mesh: Mesh) ->
         assert resp.status == 200
         first = resp.readline()
         assert json.loads(first)["response"] == "t0"
-        serving = next(
-            name
-            for name in ("ollama-b", "ollama-c")
-            if mesh.upstreams[name].gate.first_sent.is_set()
-        )
+        # the upstream flags its first chunk just after writing it: the client may be faster
+        deadline = time.monotonic() + 10
+        serving = None
+        while serving is None and time.monotonic() < deadline:
+            serving = next(
+                (n for n in ("ollama-b", "ollama-c") if mesh.upstreams[n].gate.first_sent.is_set()),
+                None,
+            )
+            time.sleep(0.01)
+        assert serving is not None, "no peer's Ollama sent the first chunk"
         mesh.upstreams[serving].stop()  # the model server dies mid-stream
         # the client sees the answer cut (no last chunk) - not a hang until a timeout, and not
         # a second answer from the other host appended

@@ -43,7 +43,8 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
                         # the peers reach it from another address than the inventory's
                         "shop-02": host("10.20.0.12", gateway_peer_address="192.168.50.12"),
                         "shop-03": host("fd00::13"),
-                    }
+                    },
+                    "vars": {"gateway_peer_group": "edge"},
                 },
                 "solo": {"hosts": {"alone": host("10.30.0.1", gateway_peer_group="solo")}},
             }
@@ -86,7 +87,14 @@ def test_one_host_alone_gets_no_peer_rule(rendered: Path) -> None:
 
 def test_a_peer_without_an_ip_address_fails_the_preflight(tmp_path: Path) -> None:
     inventory = {
-        "all": {"children": {"edge": {"hosts": {"a": host("10.0.0.1"), "b": host("shop-b")}}}}
+        "all": {
+            "children": {
+                "edge": {
+                    "hosts": {"a": host("10.0.0.1"), "b": host("shop-b")},
+                    "vars": {"gateway_peer_group": "edge"},
+                }
+            }
+        }
     }
     result = render(tmp_path, inventory)
     assert result.returncode != 0
