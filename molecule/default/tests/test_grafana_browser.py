@@ -72,11 +72,19 @@ def panel_queries(uid: str) -> dict[str, list[str]]:
         f"{gateway_url()}/grafana/api/dashboards/uid/{uid}",
         auth=("admin", SECRETS["grafana_password"]), verify=CA, timeout=30,
     )  # fmt: skip
+    dashboard = answer.json()["dashboard"]
     panels = []
-    for panel in answer.json()["dashboard"]["panels"]:
+    for panel in dashboard["panels"]:
         panels += [panel, *panel.get("panels", [])]
+    # the `host` variable at its provisioned "All": its allValue, as Grafana interpolates it
+    [host] = [v for v in dashboard["templating"]["list"] if v["name"] == "host"]
+    assert host["current"]["value"] == "$__all"
+
+    def interpolated(expr: str) -> str:
+        return expr.replace("$host", host["allValue"])
+
     return {
-        p["title"]: [t["expr"] for t in p.get("targets", []) if t.get("expr")]
+        p["title"]: [interpolated(t["expr"]) for t in p.get("targets", []) if t.get("expr")]
         for p in panels
         if p.get("type") != "row"
     }

@@ -457,7 +457,8 @@ def panel_png(
             continue
         for panel in front.panels_in_order(d.model):
             if panel.get("id") == panel_id and panel.get("type") != "row":
-                png, count = front.render_panel(panel, source.url, time.time())
+                variables = front.template_values(d.model)
+                png, count = front.render_panel(panel, source.url, time.time(), variables)
                 return Response(png, media_type="image/png", headers={"X-Panel-Series": str(count)})
     raise StandinError(404, "Panel not found")
 

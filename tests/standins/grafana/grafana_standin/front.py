@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import io
 import json
+import re
 import secrets
 import time
 import urllib.parse
@@ -110,8 +111,31 @@ def _position(panel: dict[str, Any]) -> tuple[int, int]:
     return int(grid.get("y", 0)), int(grid.get("x", 0))
 
 
-def resolve(expr: str) -> str:
-    """Grafana's interval variables for a 1 h range at a 60 s step and a 15 s scrape interval."""
+def template_values(model: dict[str, Any]) -> dict[str, str]:
+    """The dashboard's template variables as Grafana interpolates them into PromQL, at their
+    current (provisioned) value: "All" is the variable's ``allValue`` (the appliance's dashboards
+    set ``.*``); without one, Grafana joins every value its query finds, which the stand-in
+    approximates with ``.+`` (any non-empty value) instead of running the query; several values
+    are a regex alternation of the escaped values, as Grafana's Prometheus data source writes it."""
+    values: dict[str, str] = {}
+    for variable in model.get("templating", {}).get("list", []):
+        current = variable.get("current", {}).get("value", "")
+        chosen = current if isinstance(current, list) else [current]
+        if "$__all" in chosen:
+            values[variable["name"]] = variable.get("allValue") or ".+"
+        elif len(chosen) == 1:
+            values[variable["name"]] = str(chosen[0])
+        else:
+            values[variable["name"]] = "(" + "|".join(re.escape(str(v)) for v in chosen) + ")"
+    return values
+
+
+def resolve(expr: str, variables: dict[str, str] | None = None) -> str:
+    """Grafana's interval variables for a 1 h range at a 60 s step and a 15 s scrape interval,
+    and the dashboard's own variables (``$name`` and ``${name}``)."""
+    for name, value in sorted((variables or {}).items(), key=lambda v: -len(v[0])):
+        pattern = r"\$(?:\{" + re.escape(name) + r"\}|" + re.escape(name) + r"(?![A-Za-z0-9_]))"
+        expr = re.sub(pattern, value.replace("\\", "\\\\"), expr)
     rate = max(STEP_SECONDS + SCRAPE_SECONDS, 4 * SCRAPE_SECONDS)
     return (
         expr.replace("$__rate_interval", f"{rate}s")
@@ -127,10 +151,12 @@ class Series:
     values: list[float]
 
 
-def query_range(datasource: str, expr: str, end: float) -> list[Series]:
+def query_range(
+    datasource: str, expr: str, end: float, variables: dict[str, str] | None = None
+) -> list[Series]:
     params = urllib.parse.urlencode(
         {
-            "query": resolve(expr),
+            "query": resolve(expr, variables),
             "start": f"{end - RANGE_SECONDS:.0f}",
             "end": f"{end:.0f}",
             "step": f"{STEP_SECONDS}",
@@ -153,12 +179,14 @@ def _label(labels: dict[str, str]) -> str:
     return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or labels.get("__name__", "")
 
 
-def render_panel(panel: dict[str, Any], datasource: str, end: float) -> tuple[bytes, int]:
+def render_panel(
+    panel: dict[str, Any], datasource: str, end: float, variables: dict[str, str] | None = None
+) -> tuple[bytes, int]:
     """The panel as a PNG, and how many series with data it shows."""
     series: list[Series] = []
     for target in panel.get("targets", []):
         if target.get("expr"):
-            series += query_range(datasource, target["expr"], end)
+            series += query_range(datasource, target["expr"], end, variables)
     grid = panel.get("gridPos", {})
     width = max(3.0, int(grid.get("w", 12)) * 0.55)
     height = max(1.6, int(grid.get("h", 8)) * 0.42)

@@ -73,12 +73,21 @@ def web(settings: Settings, tree: Path, prometheus: FakePrometheus) -> Iterator[
     extra.parent.mkdir()
     extra.write_text(json.dumps({
         "uid": "site-empty", "title": "Site empty",
+        "templating": {"list": [
+            {"name": "host", "type": "query", "includeAll": True, "allValue": ".*",
+             "multi": True, "current": {"text": "All", "value": "$__all"}},
+            {"name": "job", "type": "custom", "multi": True,
+             "current": {"text": "gateway + onnx.x", "value": ["gateway", "onnx.x"]}},
+        ]},
         "panels": [{"id": 1, "type": "timeseries", "title": "Nothing",
                     "gridPos": {"x": 0, "y": 0, "w": 12, "h": 8},
                     "targets": [{"expr": f"rate({EMPTY}[$__rate_interval])"}]},
                    {"id": 2, "type": "timeseries", "title": "Flat",
                     "gridPos": {"x": 12, "y": 0, "w": 12, "h": 8},
-                    "targets": [{"expr": FLAT}]}],
+                    "targets": [{"expr": FLAT}]},
+                   {"id": 3, "type": "timeseries", "title": "Variables",
+                    "gridPos": {"x": 0, "y": 8, "w": 12, "h": 8},
+                    "targets": [{"expr": 'sum by (job) (up{host=~"$host", job=~"${job}"})'}]}],
     }))  # fmt: skip
     # https: the session cookie is Secure, as the root URL is https
     with TestClient(create_app(settings), base_url="https://testserver") as client:
@@ -177,6 +186,17 @@ def test_panels_are_drawn_from_the_datasource(
     # Grafana's interval variables resolved for the hour at a 60 s step
     assert all("$__" not in q for q in prometheus.queries)
     assert any("[75s]" in q for q in prometheus.queries)
+
+
+def test_template_variables_are_interpolated_as_grafana_does(
+    web: TestClient, admin: tuple[str, str], prometheus: FakePrometheus
+) -> None:
+    log_in(web, admin)
+    png = web.get("/grafana/render/panel/site-empty/3.png")
+    assert png.status_code == 200
+    assert png.headers["x-panel-series"] == "1"
+    # "All" with allValue .* (the appliance's `host`); a variable with two values chosen
+    assert prometheus.queries[-1] == 'sum by (job) (up{host=~".*", job=~"(gateway|onnx\\.x)"})'
 
 
 def test_a_panel_without_data_is_drawn_as_no_data(web: TestClient, admin: tuple[str, str]) -> None:
