@@ -16,6 +16,13 @@ For each N and each variant (play settings as extra vars or environment), in one
 - new version: model_sync.yml shipping one new ONNX version to every host (and its health gate).
 Each measurement is the median of --repeat runs. Marginal cost per extra host:
 (T(N) - T(1)) / (N - 1) / T(1).
+
+Every run also records CPU time on both sides, which the machine's other load hardly changes:
+the controller's (ansible-playbook and everything it waited for: its forks, the docker CLI
+processes of the connection) from getrusage(RUSAGE_CHILDREN), and the hosts' (the containers'
+cgroups: the module's Python, the model files). On this machine both sides share the same 2
+cores, so the wall time adds them up; on a fleet each device spends its share on its own CPU at
+the same time, and what grows with N on the controller is its own CPU per extra host.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import statistics
@@ -75,6 +83,25 @@ def playbook(root: Path, rev: str) -> Path:
     return old
 
 
+def cgroup_cpu_seconds(pid: int) -> float:
+    """CPU time of the cgroup that process ``pid`` is in (cgroup v1 cpuacct or v2 cpu.stat)."""
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpuacct" in controllers.split(","):
+            usage = Path(f"/sys/fs/cgroup/cpuacct{path}/cpuacct.usage")
+            return int(usage.read_text()) / 1e9
+        if controllers == "":
+            stat = Path(f"/sys/fs/cgroup{path}/cpu.stat").read_text()
+            return int(re.search(r"usage_usec (\d+)", stat).group(1)) / 1e6
+    raise RuntimeError(f"no CPU accounting for pid {pid}")
+
+
+def controller_cpu_seconds() -> float:
+    """User + system CPU of every child process this one has waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def docker(*args: str) -> str:
     return subprocess.run(
         ["docker", *args], capture_output=True, text=True, check=True, timeout=120
@@ -103,6 +130,7 @@ class Fleet:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} is {state}")
                 time.sleep(1)
+        self.pids = [int(docker("inspect", "-f", "{{.State.Pid}}", name)) for name in self.names]
         hosts = {
             name: {
                 "ansible_connection": "community.docker.docker",
@@ -130,9 +158,11 @@ class Fleet:
         variables: dict[str, Any],
         env: dict[str, str],
         book: Path = PLAYBOOK,
-    ) -> tuple[float, dict[str, int]]:
+    ) -> tuple[float, dict[str, int], dict[str, float]]:
         extra = self.root / f"extra-{secrets.token_hex(4)}.json"
         extra.write_text(json.dumps({"onnx_service_models": models, **variables}))
+        hosts_before = sum(cgroup_cpu_seconds(pid) for pid in self.pids)
+        controller_before = controller_cpu_seconds()
         start = time.monotonic()
         result = subprocess.run(
             [str(ANSIBLE_PLAYBOOK), "-i", str(self.root / "inventory.json"), "-e", f"@{extra}",
@@ -142,13 +172,17 @@ class Fleet:
                  "ANSIBLE_COLLECTIONS_PATH": str(ROOT / "collections"), **env},
         )  # fmt: skip
         took = time.monotonic() - start
+        cpu = {
+            "controller": controller_cpu_seconds() - controller_before,
+            "hosts": sum(cgroup_cpu_seconds(pid) for pid in self.pids) - hosts_before,
+        }
         if result.returncode != 0:
             sys.exit(f"model_sync.yml failed:\n{result.stdout[-4000:]}\n{result.stderr[-2000:]}")
         totals = {"changed": 0, "hosts": 0}
         for line in re.findall(r"^\S+\s+:\s+ok=.*$", result.stdout, re.M):
             totals["changed"] += int(re.search(r"changed=(\d+)", line).group(1))
             totals["hosts"] += 1
-        return took, totals
+        return took, totals, cpu
 
 
 def entry(path: Path, version: int) -> dict[str, Any]:
@@ -169,26 +203,36 @@ def measure(sizes: list[int], repeat: int, variants: list[str]) -> dict[str, Any
                 for name in variants:
                     variables, env, rev = VARIANTS[name]
                     book = playbook(root, rev)
-                    reruns, news = [], []
+                    runs: dict[str, list[tuple[float, dict[str, float]]]] = {
+                        "rerun": [],
+                        "new_version": [],
+                    }
                     for _ in range(repeat):
-                        took, totals = fleet.sync([current], variables, env, book)
+                        took, totals, cpu = fleet.sync([current], variables, env, book)
                         assert totals["changed"] == 0, totals
                         assert totals["hosts"] == size, totals
-                        reruns.append(took)
+                        runs["rerun"].append((took, cpu))
                         version += 1
                         path = mlp(files / f"tiny-{version}.onnx", seed=version)
                         current = entry(path, version)
-                        took, totals = fleet.sync([current], variables, env, book)
+                        took, totals, cpu = fleet.sync([current], variables, env, book)
                         assert totals["changed"] >= size, totals
-                        news.append(took)
+                        runs["new_version"].append((took, cpu))
                     if book != PLAYBOOK:
                         book.unlink()
-                    results.setdefault(name, {})[str(size)] = {
-                        "rerun": statistics.median(reruns),
-                        "new_version": statistics.median(news),
-                    }
-                    print(f"N={size} {name}: rerun {statistics.median(reruns):.1f} s, "
-                          f"new version {statistics.median(news):.1f} s", flush=True)  # fmt: skip
+                    figures: dict[str, float] = {}
+                    for op, samples in runs.items():
+                        figures[op] = statistics.median(took for took, _ in samples)
+                        for side in ("controller", "hosts"):
+                            figures[f"{op}_{side}_cpu"] = statistics.median(
+                                cpu[side] for _, cpu in samples
+                            )
+                    results.setdefault(name, {})[str(size)] = figures
+                    print(f"N={size} {name}: rerun {figures['rerun']:.1f} s "
+                          f"(controller CPU {figures['rerun_controller_cpu']:.2f} s), "
+                          f"new version {figures['new_version']:.1f} s "
+                          f"(controller CPU {figures['new_version_controller_cpu']:.2f} s)",
+                          flush=True)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return results
@@ -215,6 +259,29 @@ def report(results: dict[str, Any], sizes: list[int], command: str) -> str:
             lines.append(
                 f"| {name} | {label} | " + " | ".join(f"{t:.1f} s" for t in times)
                 + f" | {marginal * 100:.0f} % of N={sizes[0]} |"
+            )  # fmt: skip
+    lines += [
+        "",
+        "CPU time of the same runs (medians): the controller's (ansible-playbook and every process "
+        "it waited for: forks, the docker CLI of the connection) and the hosts' (the containers' "
+        "cgroups, all hosts together). On a fleet each device spends its share on its own CPU at "
+        "the same time; what every extra device adds on the controller is its CPU per extra host, "
+        f"shown against one host's whole run (wall time, N={sizes[0]}).",
+        "",
+        "| variant | operation | controller CPU "
+        + " | ".join(f"N={n}" for n in sizes)
+        + " | controller CPU per extra host | of one host's run | hosts' CPU per host |",
+        "|---|---|" + "---|" * len(sizes) + "---|---|---|",
+    ]
+    for name, per_size in results.items():
+        for op, label in (("rerun", "converged rerun"), ("new_version", "one new version")):
+            cpu = [per_size[str(n)][f"{op}_controller_cpu"] for n in sizes]
+            extra = (cpu[-1] - cpu[0]) / (sizes[-1] - sizes[0]) if len(sizes) > 1 else 0.0
+            wall = per_size[str(sizes[0])][op]
+            hosts = per_size[str(sizes[-1])][f"{op}_hosts_cpu"] / sizes[-1]
+            lines.append(
+                f"| {name} | {label} | " + " | ".join(f"{c:.2f} s" for c in cpu)
+                + f" | {extra:.2f} s | {extra / wall * 100:.0f} % | {hosts:.2f} s |"
             )  # fmt: skip
     return "\n".join(lines) + "\n"
 
