@@ -108,7 +108,9 @@ def test_good_variables_pass(role: str, extra_vars: dict) -> None:
             "exporters",
             {
                 **PROBE_SECRETS,
-                "exporters_blackbox_probes": [{"route": "helth", "path": "/healthz", "auth": "none"}],
+                "exporters_blackbox_probes": [
+                    {"route": "helth", "path": "/healthz", "auth": "none"}
+                ],
             },
             "each route one of the gateway's",
         ),

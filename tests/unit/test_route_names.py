@@ -1,8 +1,9 @@
 """The gateway's route names are written once (``__gateway_routes`` in roles/gateway/vars/main.yml).
 
 The gateway labels its requests with them (nginx/maps.j2); the prometheus role's per-route latency
-thresholds, the exporters' probes and the generated dashboards name routes only from that list, and
-the dashboards filter file systems as the disk alerts do (prometheus_alert_filesystem_exclude_fstypes).
+thresholds, the exporters' probes and the generated dashboards name routes only from that list; and
+the dashboards filter file systems as the disk alerts do
+(prometheus_alert_filesystem_exclude_fstypes).
 Each test fails when one of them drifts.
 """
 
@@ -39,18 +40,21 @@ def test_the_gateway_labels_requests_with_the_listed_routes() -> None:
     block = re.search(r"map \$uri \$gw_route \{(.*?)\n    \}", MAPS.read_text(), re.S)
     assert block, MAPS
     labels = re.findall(r"^\s*(?!#)\S.*\s([a-z_0-9]+);$", block.group(1), re.M)
-    assert labels and labels[0] == "unknown"  # the map's default: no route
+    assert labels
+    assert labels[0] == "unknown"
     assert set(labels[1:]) == set(NAMES)
 
 
 def test_the_latency_thresholds_name_listed_routes() -> None:
     thresholds = _defaults("prometheus")["prometheus_alert_gateway_p95_route_seconds"]
-    assert thresholds and set(thresholds) <= set(NAMES)
+    assert thresholds
+    assert set(thresholds) <= set(NAMES)
 
 
 def test_the_probes_name_listed_routes() -> None:
     probes = _defaults("exporters")["exporters_blackbox_probes"]
-    assert probes and {p["route"] for p in probes} <= set(NAMES)
+    assert probes
+    assert {p["route"] for p in probes} <= set(NAMES)
 
 
 def test_the_dashboards_name_listed_routes() -> None:

@@ -143,8 +143,14 @@ def test_probes_needing_a_key_fail_preflight_without_one(tmp_path: Path) -> None
 
 def test_the_probe_secrets_are_the_gateway_entries(tmp_path: Path) -> None:
     # one place: the files the probes read hold what the named entries of the gateway hold
-    keys = [{"name": "ops", "key": "o" * 40, "role": "admin"}, {"name": "probe", "key": KEY, "role": "user"}]
-    users = [{"name": "ops", "password": "ops-password"}, {"name": "prom", "password": "prom-password"}]
+    keys = [
+        {"name": "ops", "key": "o" * 40, "role": "admin"},
+        {"name": "probe", "key": KEY, "role": "user"},
+    ]
+    users = [
+        {"name": "ops", "password": "ops-password"},
+        {"name": "prom", "password": "prom-password"},
+    ]
     result = render(tmp_path, gateway_api_keys=keys, gateway_prometheus_users=users)
     assert result.returncode == 0, result.stdout
     secrets = tmp_path / "cfg" / "blackbox" / "secrets"

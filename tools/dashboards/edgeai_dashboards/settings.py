@@ -18,7 +18,8 @@ ROLES = Path(__file__).resolve().parents[3] / "roles"
 
 
 def role_value(role: str, name: str) -> Any:
-    """A role's default, or its internal ``__<role>_`` value (as the role_default lookup reads it)."""
+    """A role's default, or its internal ``__<role>_`` value (as the role_default lookup reads
+    it)."""
     part = "vars" if name.startswith(f"__{role}_") else "defaults"
     return yaml.safe_load((ROLES / role / part / "main.yml").read_text())[name]
 
