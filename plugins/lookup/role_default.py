@@ -16,6 +16,9 @@ description:
     (its role is in the play, or the inventory sets it) and this lookup otherwise, so that the
     value is written down once, in the role it belongs to (see the example).
   - Only plain defaults can be read this way; a default that is itself a template fails.
+  - A role's internal value (a name starting with C(__<role>_), not a setting) that other roles and
+    tools read too is read from C(roles/<role>/vars/main.yml) the same way (for example the
+    gateway's route names, C(__gateway_routes)).
 author:
   - edgeai.appliance contributors (@edgeai)
 options:
@@ -53,10 +56,12 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
 def role_default(role: str, name: str, roles: Path = ROLES) -> Any:
-    """The default of ``name`` in ``roles/<role>/defaults/main.yml``."""
-    if not _NAME.match(role) or not _NAME.match(name):
+    """The default of ``name`` in ``roles/<role>/defaults/main.yml`` (``vars/main.yml`` for an
+    internal ``__<role>_`` value)."""
+    internal = name.startswith(f"__{role}_")
+    if not _NAME.match(role) or not _NAME.match(name[2:] if internal else name):
         raise AnsibleLookupError(f"role_default: {role!r} and {name!r} must be plain names")
-    path = roles / role / "defaults" / "main.yml"
+    path = roles / role / ("vars" if internal else "defaults") / "main.yml"
     if not path.is_file():
         raise AnsibleLookupError(f"role_default: the collection has no role {role!r} ({path})")
     defaults = yaml.safe_load(path.read_text()) or {}

@@ -58,11 +58,11 @@ def test_the_inventory_keeps_the_cross_role_contracts(inventory: Path, tmp_path:
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"exporters_blackbox_api_key": "not-a-gateway-key"}, "every probe through the gateway"),
-        (
-            {"exporters_blackbox_prometheus_password": "other"},
-            "the /prometheus/ probe would get 401",
-        ),
+        ({"exporters_blackbox_api_key_name": "nobody"}, "every probe through the gateway"),
+        ({"exporters_blackbox_prometheus_user": "nobody"}, "the /prometheus/ probe would get 401"),
+        # the secrets themselves are the gateway's, never restated
+        ({"exporters_blackbox_api_key": "a-second-copy"}, "restate a gateway secret"),
+        ({"exporters_blackbox_prometheus_password": "other"}, "restate a gateway secret"),
         ({"health_gate_api_key": "not-a-gateway-key"}, "every rollout would stop"),
         ({"grafana_gateway_url": "https://shop-01:443"}, "must use the gateway's port 30080"),
         # the pool follows the replica count by itself; an explicit list must still match it

@@ -12,11 +12,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 PLAYBOOK = REPO / "tests/unit/playbooks/role_preflight.yml"
-# what the exporters role needs before it looks at anything else
+# what the exporters role needs before it looks at anything else: the probes' entries of the
+# gateway's settings, by name
 PROBE_SECRETS = {
-    "exporters_blackbox_api_key": "k" * 40,
+    "gateway_api_keys": [{"name": "probe", "key": "k" * 40, "role": "user"}],
+    "gateway_prometheus_users": [{"name": "probe", "password": "probe-password-0123"}],
+    "exporters_blackbox_api_key_name": "probe",
     "exporters_blackbox_prometheus_user": "probe",
-    "exporters_blackbox_prometheus_password": "probe-password-0123",
 }
 
 
@@ -96,11 +98,43 @@ def test_good_variables_pass(role: str, extra_vars: dict) -> None:
             "onnx_service_max_request_bytes",
         ),
         ("prometheus", {"prometheus_memory_limit": "1 gig"}, "prometheus_memory_limit"),
+        # route names come from the gateway's one list
+        (
+            "prometheus",
+            {"prometheus_alert_gateway_p95_route_seconds": {"ollama": 60, "olama": 60}},
+            "prometheus_alert_gateway_p95_route_seconds names olama,",
+        ),
+        (
+            "exporters",
+            {
+                **PROBE_SECRETS,
+                "exporters_blackbox_probes": [
+                    {"route": "helth", "path": "/healthz", "auth": "none"}
+                ],
+            },
+            "each route one of the gateway's",
+        ),
         ("alertmanager", {"alertmanager_memory_limit": "2mb"}, "alertmanager_memory_limit"),
         (
             "exporters",
             {**PROBE_SECRETS, "exporters_mtail_memory_limit": "1m"},
             "exporters_mtail_memory_limit",
+        ),
+        # the probes' credentials name entries of the gateway's settings, never restate them
+        (
+            "exporters",
+            {**PROBE_SECRETS, "exporters_blackbox_api_key_name": "nobody"},
+            "exporters_blackbox_api_key_name ('nobody')",
+        ),
+        (
+            "exporters",
+            {**PROBE_SECRETS, "exporters_blackbox_prometheus_user": "nobody"},
+            "exporters_blackbox_prometheus_user ('nobody')",
+        ),
+        (
+            "exporters",
+            {**PROBE_SECRETS, "exporters_blackbox_api_key": "k" * 40},
+            "exporters_blackbox_api_key no longer exist",
         ),
     ],
 )

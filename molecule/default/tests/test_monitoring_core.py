@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import time
 from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlencode
 
 import pytest
 import requests
 from appliance_lab import CA, SECRETS, gateway_url
 
+REPO = Path(__file__).resolve().parents[3]
 PROMETHEUS = gateway_url() + "/prometheus"
 AUTH = ("lab", SECRETS["prometheus_password"])
 GROUPS = {
@@ -84,6 +88,29 @@ def test_rules_are_loaded() -> None:
     for group in groups.values():
         for rule in group["rules"]:
             assert rule["health"] in ("ok", "unknown"), (rule["name"], rule.get("lastError"))
+
+
+def test_the_disk_alerts_and_the_disk_panels_watch_the_same_disks_and_find_some() -> None:
+    """One file-system filter for both (prometheus_alert_filesystem_exclude_fstypes), with data.
+
+    The lab host's root is overlay (a container's), which the filter leaves out as no disk; the
+    host's volumes and bind mounts lie on the machine's disk, so both still see file systems.
+    """
+    groups = api("rules")["groups"]
+    rules = [r for g in groups for r in g["rules"] if r["name"].startswith("HostDisk")]
+    filters = {f for r in rules for f in re.findall(r'fstype!~"[^"]*"', r["query"])}
+    assert len(rules) == 3, rules
+    assert len(filters) == 1, rules
+    [fs] = filters
+    queries = json.loads((REPO / "tools/dashboards/queries.json").read_text())["queries"]
+    panels = [q["promql"] for q in queries if "node_filesystem_" in q["promql"]]
+    assert panels
+    assert all(re.findall(r'fstype!~"[^"]*"', p) == [fs] * p.count("fstype") for p in panels)
+    alerted = api("query?" + urlencode({"query": f"node_filesystem_avail_bytes{{{fs}}}"}))["result"]
+    assert alerted, fs
+    assert all(s["metric"]["mountpoint"] != "/" for s in alerted)  # the overlay root is left out
+    for promql in panels:
+        assert api("query?" + urlencode({"query": promql}))["result"], promql
 
 
 def test_alertmanager_is_reachable_from_prometheus() -> None:

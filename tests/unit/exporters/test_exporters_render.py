@@ -31,9 +31,10 @@ def render(root: Path, **variables: object) -> subprocess.CompletedProcess[str]:
         "exporters_config_dir": str(root / "cfg"),
         "prometheus_targets_dir": str(root / "targets"),
         "exporters_node_listen_address": "172.30.0.1",
-        "exporters_blackbox_api_key": KEY,
+        "gateway_api_keys": [{"name": "probe", "key": KEY, "role": "user"}],
+        "gateway_prometheus_users": [{"name": "prom", "password": "prom-password"}],
+        "exporters_blackbox_api_key_name": "probe",
         "exporters_blackbox_prometheus_user": "prom",
-        "exporters_blackbox_prometheus_password": "prom-password",
         "exporters_blackbox_ca_file": "",
         **variables,
     }
@@ -135,9 +136,26 @@ def test_disabled_exporters_lose_their_fragment(tmp_path: Path) -> None:
 
 
 def test_probes_needing_a_key_fail_preflight_without_one(tmp_path: Path) -> None:
-    result = render(tmp_path, exporters_blackbox_api_key="")
+    result = render(tmp_path, exporters_blackbox_api_key_name="")
     assert result.returncode != 0
-    assert "exporters_blackbox_api_key" in result.stdout
+    assert "exporters_blackbox_api_key_name ('')" in result.stdout
+
+
+def test_the_probe_secrets_are_the_gateway_entries(tmp_path: Path) -> None:
+    # one place: the files the probes read hold what the named entries of the gateway hold
+    keys = [
+        {"name": "ops", "key": "o" * 40, "role": "admin"},
+        {"name": "probe", "key": KEY, "role": "user"},
+    ]
+    users = [
+        {"name": "ops", "password": "ops-password"},
+        {"name": "prom", "password": "prom-password"},
+    ]
+    result = render(tmp_path, gateway_api_keys=keys, gateway_prometheus_users=users)
+    assert result.returncode == 0, result.stdout
+    secrets = tmp_path / "cfg" / "blackbox" / "secrets"
+    assert (secrets / "api_key").read_text() == KEY
+    assert (secrets / "prometheus_password").read_text() == "prom-password"
 
 
 def test_the_probes_follow_the_gateways_own_settings(tmp_path: Path) -> None:

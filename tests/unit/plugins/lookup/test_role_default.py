@@ -20,6 +20,14 @@ def test_reads_the_default_from_the_role_that_owns_it() -> None:
     assert isinstance(value, int)
 
 
+def test_reads_an_internal_value_from_the_role_vars() -> None:
+    # the gateway's route names: not a setting, but read by the prometheus and exporters roles
+    internal = yaml.safe_load((ROLES / "gateway" / "vars" / "main.yml").read_text())
+    routes = role_default("gateway", "__gateway_routes")
+    assert routes == internal["__gateway_routes"]
+    assert {"name": "health", "service": "gateway"} in routes
+
+
 @pytest.mark.parametrize(
     ("role", "name", "message"),
     [
@@ -27,6 +35,10 @@ def test_reads_the_default_from_the_role_that_owns_it() -> None:
         ("onnx_service", "onnx_service_nothing", "has no variable 'onnx_service_nothing'"),
         ("../gateway", "x", "must be plain names"),
         ("gateway", "gateway_tmpfs_size", "is a template"),
+        ("gateway", "__gateway_nothing", "has no variable '__gateway_nothing'"),
+        # another role's internal value is not this role's to give
+        ("gateway", "__prometheus_live_dir", "must be plain names"),
+        ("gateway", "__gateway_tls_sans", "is a template"),
     ],
 )
 def test_mistakes_are_named(role: str, name: str, message: str) -> None:

@@ -8,6 +8,7 @@ exporters, cAdvisor (production only), Prometheus, Alertmanager and Grafana them
 from __future__ import annotations
 
 from ..panels import CADVISOR, Board, Q, quantile, rate
+from ..settings import NOT_DISK_FSTYPES, route_selector
 
 APPLIANCE = "Appliance"
 COMPONENTS = "Components"
@@ -16,17 +17,19 @@ REQ = "edgeai_gateway_requests_total"
 DUR = "edgeai_gateway_request_duration_seconds"
 TTFB = "edgeai_gateway_upstream_header_duration_seconds"
 LIMITED = "edgeai_gateway_rate_limited_total"
-LLM_ROUTES = 'route=~"ollama|openai"'
+# the gateway's route names (settings.ROUTES): the LLM routes, and those with Ollama's admin API
+LLM_ROUTES = route_selector("ollama", admin=False)
 FIVEXX = 'status_class="5xx"'
 ERRORS = 'status_class=~"4xx|5xx"'
-# node_exporter drops pseudo file systems itself; tmpfs and ramfs are memory, not disk
-DISK = 'fstype!~"tmpfs|ramfs"'
+# node_exporter drops pseudo file systems itself; the rest that are not disks (memory, container
+# layers, images) are the ones the disk alerts leave out
+DISK = f'fstype!~"{NOT_DISK_FSTYPES}"'
 
 CPU_BY_CONTAINER = (
     'sum by (name) (rate(container_cpu_usage_seconds_total{name!=""}[$__rate_interval]))'
 )
 MEMORY_BY_CONTAINER = 'sum by (name) (container_memory_working_set_bytes{name!=""})'
-LLM_ALL_ROUTES = 'route=~"ollama|openai|ollama_admin"'
+LLM_ALL_ROUTES = route_selector("ollama")
 NOT_LO = 'device!="lo"'
 
 NEEDS_429 = "a request refused with 429 by the gateway's rate limits"
