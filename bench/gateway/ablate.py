@@ -70,7 +70,7 @@ def variants(conf: str, key: str, port: int) -> dict[str, str]:
     )
     no_log = re.sub(r"^\s*access_log [^;]*;\n", "", conf, flags=re.M)
     no_limits = re.sub(r"^\s*limit_(req|conn) (zone=)?gw_[^;]*;\n", "", conf, flags=re.M)
-    plain = conf.replace(f"listen {port} ssl;", f"listen {port};")
+    plain = re.sub(rf"listen {port} ssl[^;]*;", f"listen {port};", conf)
     edited = {"no_njs": no_njs, "no_log": no_log, "no_limits": no_limits, "plain_http": plain}
     unchanged = [name for name, text in edited.items() if text == conf]
     if unchanged:
@@ -146,9 +146,9 @@ def own_copy(conf: Path, text: str, name: str, ports: tuple[int, int]) -> tuple[
     access = run.parent / "access.log"
     text = text.replace(str(access), str(run.parent / f"access-{name}.log"))
     gw_port, status_port = ports
-    return conf.with_name(f"nginx-{name}.conf"), text.replace(
-        "listen %d" % gw_port, "listen %d" % free_port(), 1
-    ).replace("listen %d;" % status_port, "listen %d;" % free_port(), 1)
+    text = text.replace(f"listen {gw_port}", f"listen {free_port()}", 1)
+    text = text.replace(f"listen {status_port};", f"listen {free_port()};", 1)
+    return conf.with_name(f"nginx-{name}.conf"), text
 
 
 def port_of(text: str) -> int:
@@ -191,8 +191,8 @@ def measure(sides: dict[str, Side], key: str, seconds: int, rounds: int) -> dict
                 cpu = [r["cpu_us_per_request"] for r in side.runs]
                 row[name]["cpu_us_per_request"] = round(statistics.median(cpu), 1)  # type: ignore[index]
                 row[name]["cpu_us_rounds"] = [round(x, 1) for x in cpu]  # type: ignore[index]
-        row["load_average"] = [round(min(r["load_average"] for s in sides.values() for r in s.runs), 1),
-                               round(max(r["load_average"] for s in sides.values() for r in s.runs), 1)]  # fmt: skip
+        loads = [r["load_average"] for s in sides.values() for r in s.runs]
+        row["load_average"] = [round(min(loads), 1), round(max(loads), 1)]
         out[f"c{c}"] = row
         print(c, json.dumps(row, indent=1), flush=True)
     return out
@@ -241,8 +241,8 @@ def main() -> None:
             conf = render_gateway(
                 sub / "after", servers, gw_port, key, extra={"gateway_status_port": status}
             )
-            for name, text in variants(conf.read_text(), key, gw_port).items():
-                path, text = own_copy(conf, text, name, (gw_port, status))
+            for name, variant in variants(conf.read_text(), key, gw_port).items():
+                path, text = own_copy(conf, variant, name, (gw_port, status))
                 path.write_text(text)
                 sides[name] = start(path, port_of(text), args.image, name)
             try:

@@ -53,6 +53,35 @@ MODEL = "standin/tiny:latest"
 SIDES = ("direct", "gateway", "gateway_metered")
 
 
+def prepare(url: str) -> str:
+    """The catalog model pulled and loaded."""
+    with httpx.Client(base_url=url, timeout=120) as client:
+        client.post("/api/pull", json={"model": MODEL, "stream": False}).raise_for_status()
+        client.post("/api/generate", json={"model": MODEL, "prompt": ""}).raise_for_status()
+    return url
+
+
+def start_local_standin(
+    python: str, root: Path, token_delay: float
+) -> tuple[subprocess.Popen[bytes], str]:
+    """The same stand-in program as a local process (before the lab's image is built)."""
+    port = benchkit.free_port()
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(benchkit.ROOT / "tests" / "standins" / "ollama"),
+        OLLAMA_HOST=f"127.0.0.1:{port}",
+        OLLAMA_MODELS=str(root / "models"),
+        HOME=str(root / "home"),
+        OLLAMA_NUM_PARALLEL="4",
+        OLLAMA_KEEP_ALIVE="-1",
+        OLLAMA_STANDIN_TOKEN_DELAY=str(token_delay),
+    )
+    proc = subprocess.Popen([python, "-m", "ollama_standin"], env=env)
+    url = f"http://127.0.0.1:{port}"
+    benchkit.wait_http(f"{url}/api/version", 60, proc)
+    return proc, prepare(url)
+
+
 def start_standin(name: str, image: str, token_delay: float) -> str:
     subprocess.run(
         ["docker", "run", "-d", "--rm", "--name", name, "--read-only", "--cap-drop", "ALL",
@@ -63,11 +92,7 @@ def start_standin(name: str, image: str, token_delay: float) -> str:
          "-p", f"127.0.0.1:{benchkit.free_port()}:11434", image],
         check=True, capture_output=True,
     )  # fmt: skip
-    url = standin_url(name)
-    with httpx.Client(base_url=url, timeout=120) as client:
-        client.post("/api/pull", json={"model": MODEL, "stream": False}).raise_for_status()
-        client.post("/api/generate", json={"model": MODEL, "prompt": ""}).raise_for_status()
-    return url
+    return prepare(standin_url(name))
 
 
 def stream(client: httpx.Client, url: str, tokens: int) -> dict[str, float]:
@@ -138,6 +163,9 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.015)
     parser.add_argument("--gateway-image", required=True, help="the lab's nginx image (njs 0.8)")
     parser.add_argument("--standin-image", default="", help="default: the lab's (.lab/images.json)")
+    parser.add_argument(
+        "--standin-python", default="", help="run the stand-in as a local process of this Python"
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "ttft-results.json")
     args = parser.parse_args()
     rng = random.Random(17)
@@ -145,9 +173,15 @@ def main() -> None:
     root.chmod(0o755)
     key = secrets.token_hex(32)
     prefix = f"gw-bench-{os.getpid()}"
-    running = [f"{prefix}-ollama"]
+    running: list[str] = []
+    local: subprocess.Popen[bytes] | None = None
     try:
-        direct = start_standin(running[0], args.standin_image or standin_image(), args.token_delay)
+        if args.standin_python:
+            local, direct = start_local_standin(args.standin_python, root, args.token_delay)
+        else:
+            running.append(f"{prefix}-ollama")
+            image = args.standin_image or standin_image()
+            direct = start_standin(running[0], image, args.token_delay)
         urls = {"direct": f"{direct}/api/generate"}
         containers: dict[str, str] = {}
         for side, metering in (("gateway", False), ("gateway_metered", True)):
@@ -173,6 +207,7 @@ def main() -> None:
             "machine_at_start": benchkit.machine(),
             "gateway_image": args.gateway_image,
             "model": f"{MODEL} (the stand-in's deterministic runner)",
+            "standin": "local process" if local else "container",
             "token_delay_s": args.token_delay,
         }
         try:
@@ -185,10 +220,14 @@ def main() -> None:
                 "median_ms": {side: round(statistics.median(v), 3) for side, v in ttft.items()},
                 "added_ms_median_ci95": {
                     "metering (metered - gateway)": median_ci(
-                        [m - g for m, g in zip(ttft["gateway_metered"], ttft["gateway"])], rng
+                        [
+                            m - g
+                            for m, g in zip(ttft["gateway_metered"], ttft["gateway"], strict=True)
+                        ],
+                        rng,
                     ),
                     "gateway (gateway - direct)": median_ci(
-                        [g - d for g, d in zip(ttft["gateway"], ttft["direct"])], rng
+                        [g - d for g, d in zip(ttft["gateway"], ttft["direct"], strict=True)], rng
                     ),
                 },
                 "cpu": {side: cpu_figures(cpu[side], runs[side]) for side in containers},
@@ -213,6 +252,8 @@ def main() -> None:
     finally:
         for name in running:
             subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        if local is not None:
+            benchkit.stop(local)
         shutil.rmtree(root, ignore_errors=True)
 
 
