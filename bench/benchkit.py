@@ -127,13 +127,14 @@ def render_gateway(
     key: str,
     extra: dict[str, Any] | None = None,
     metering: bool = False,
+    source: Path = ROOT,
 ) -> Path:
     """The gateway role's own nginx config, rendered by Ansible for a local nginx on ``port``
-    with one admin key and limits too high to reject (``extra``: more host variables); returns
-    the nginx.conf path."""
+    with one admin key and limits too high to reject (``extra``: more host variables; ``source``:
+    the collection's tree, e.g. an older commit's); returns the nginx.conf path."""
     base = root / "collections" / "ansible_collections" / "edgeai"
     base.mkdir(parents=True)
-    (base / "appliance").symlink_to(ROOT)
+    (base / "appliance").symlink_to(source)
     host = {
         "ansible_connection": "local",
         "ansible_python_interpreter": sys.executable,
@@ -182,7 +183,12 @@ def render_gateway(
     )
     bindir = Path(sys.executable).parent
     subprocess.run(
-        [str(bindir / "ansible-playbook"), "-i", str(inventory), str(GATEWAY_RENDER_PLAYBOOK)],
+        [
+            str(bindir / "ansible-playbook"),
+            "-i",
+            str(inventory),
+            str(source / GATEWAY_RENDER_PLAYBOOK.relative_to(ROOT)),
+        ],
         check=True,
         env=env,
         capture_output=True,

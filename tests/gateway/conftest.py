@@ -90,6 +90,11 @@ class Scenario:
         return self.root / "access.log"
 
     @property
+    def access_log_file(self) -> Path:
+        """The file copy (gateway_access_log_dir): every request; stdout has the refusals only."""
+        return self.run_dir / "access-file.log"
+
+    @property
     def error_log(self) -> Path:
         return self.root / "error.log"
 
@@ -119,8 +124,10 @@ class Gateway:
             wait_for_port(port, self.proc, scenario.error_log)
 
     def access_entries(self) -> list[dict[str, object]]:
-        # The access log is buffered (flushed every second): callers poll.
-        lines = self.scenario.access_log.read_text().splitlines()
+        # The access log is buffered (flushed every second): callers poll. Every request is in the
+        # file when the scenario has one, else on stdout.
+        log = self.scenario.access_log_file
+        lines = (log if log.exists() else self.scenario.access_log).read_text().splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
     def stop(self) -> None:

@@ -301,6 +301,43 @@ def test_big_onnx_bodies_wait_in_at_most_the_configured_slots(
     assert again.status == 200
 
 
+# --- user routes: no key or a wrong key is limited per address before its 401 -------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "source"),
+    [
+        ("POST", "/v2/models/m/infer", "127.0.8.1"),
+        ("GET", "/v1/models", "127.0.8.2"),
+        ("POST", "/api/generate", "127.0.8.3"),
+        ("POST", "/openai/v1/chat/completions", "127.0.8.4"),
+        ("POST", "/openai/v1/embeddings", "127.0.8.5"),
+    ],
+)
+def test_requests_without_a_valid_key_are_limited_per_address_before_their_401(
+    minimal: Gateway, ca: Path, lab: Lab, method: str, path: str, source: str
+) -> None:
+    """gw-minimal allows 1 request a minute with a burst of 3 without a valid key: the key check
+    happens before the route's limits, but a refusal still passes the per-address limit first."""
+    seen = {name: up.count() for name, up in lab.upstreams.items()}
+    statuses = []
+    for key in (None, "w" * 64) * 3:
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        resp = request(minimal.scenario.port, method, path, ca=ca, source=source, headers=headers,
+                       body=b'{"model": "m"}' if method == "POST" else None)  # fmt: skip
+        statuses.append(resp.status)
+        json_error(resp, resp.status)
+    assert statuses[:4] == [401] * 4, statuses
+    assert statuses[4:] == [429, 429], statuses
+    # another address still gets its 401, and nothing reached a service
+    other = request(minimal.scenario.port, method, path, ca=ca,
+                    source=source.replace("127.0.8.", "127.0.9."),
+                    body=b'{"model": "m"}' if method == "POST" else None)  # fmt: skip
+    assert other.headers["WWW-Authenticate"].startswith("Bearer")
+    json_error(other, 401)
+    assert {name: up.count() for name, up in lab.upstreams.items()} == seen
+
+
 # --- Ollama routes: an allow-list for user keys --------------------------------------------------
 
 

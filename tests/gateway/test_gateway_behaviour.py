@@ -221,26 +221,41 @@ def test_access_log_is_json_with_client_and_never_the_key(
     denied = log_entry(multi, "log-check-2")
     assert denied["status"] == 401
     assert denied["client"] == ""
-    logs = multi.scenario.access_log.read_text() + multi.scenario.error_log.read_text()
+    logs = "".join(
+        log.read_text()
+        for log in (
+            multi.scenario.access_log,
+            multi.scenario.access_log_file,
+            multi.scenario.error_log,
+        )
+    )
     for key in lab.keys.all():
         assert key not in logs
     assert "y" * 40 not in logs
 
 
-def test_access_log_is_also_written_to_its_file(multi: Gateway, ca: Path, lab: Lab) -> None:
-    # gateway_access_log_dir: the same JSON lines in a file for mtail (flushed each second)
-    call(multi, ca, "GET", "/api/tags", lab.keys.alice, headers={"X-Request-ID": "file-log-1"})
-    log_file = multi.scenario.root / "run" / "access-file.log"
+def test_the_file_has_every_request_and_stdout_the_refusals(
+    multi: Gateway, ca: Path, lab: Lab
+) -> None:
+    # gateway_access_log_dir: every request in the file for mtail; stdout (docker logs) gets the
+    # same JSON line for refusals only (gateway_access_log_stdout: refusals, the default)
+    call(multi, ca, "GET", "/v2/models", lab.keys.alice, headers={"X-Request-ID": "file-log-1"})
+    call(multi, ca, "GET", "/v2/models", "z" * 40, headers={"X-Request-ID": "file-log-2"})
+    call(multi, ca, "GET", "/nowhere", lab.keys.alice, headers={"X-Request-ID": "file-log-3"})
+    served, refused, missing = (log_entry(multi, f"file-log-{i}") for i in (1, 2, 3))
+    assert (served["status"], refused["status"], missing["status"]) == (200, 401, 404)
+    # the refusal is logged with the route it asked for, not the place that refused it
+    assert (refused["path"], refused["route"]) == ("/v2/models", "onnx_v2")
     deadline = time.monotonic() + 10
-    lines: list[dict[str, object]] = []
-    while time.monotonic() < deadline:
-        text = log_file.read_text() if log_file.exists() else ""
-        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
-        if any(line["request_id"] == "file-log-1" for line in lines):
-            break
+    stdout: dict[object, dict[str, object]] = {}
+    while time.monotonic() < deadline and not {"file-log-2", "file-log-3"} <= stdout.keys():
+        text = multi.scenario.access_log.read_text()
+        entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+        stdout = {e["request_id"]: e for e in entries}
         time.sleep(0.2)
-    entry = next(line for line in lines if line["request_id"] == "file-log-1")
-    assert entry == log_entry(multi, "file-log-1")
+    assert stdout.get("file-log-2") == refused
+    assert stdout.get("file-log-3") == missing
+    assert "file-log-1" not in stdout
 
 
 def read_stream(
