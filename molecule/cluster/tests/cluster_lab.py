@@ -59,6 +59,13 @@ def on_host(host: str, *argv: str, check: bool = True) -> str:
     return run("docker", "exec", host, *argv, check=check).stdout
 
 
+def running(host: str, name: str) -> bool:
+    """A container of that name runs on the host and is not unhealthy or still starting."""
+    status = on_host(host, "docker", "ps", "--filter", f"name=^{name}$", "--format",
+                     "{{.Status}}", check=False)  # fmt: skip
+    return status.startswith("Up") and "starting" not in status and "unhealthy" not in status
+
+
 def wait_for(what: str, check: Callable[[], object], timeout: float, step: float = 2.0) -> float:
     """Seconds until check() was true; fails naming `what` when timeout passes first."""
     start = time.monotonic()

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from cluster_lab import CA, HOSTS, INFER, SECRETS, URL, USER, VIP, on_host, run, wait_for
+from cluster_lab import CA, HOSTS, INFER, SECRETS, URL, USER, VIP, on_host, run, running, wait_for
 
 GATEWAYS = HOSTS[:2]
 
@@ -22,19 +22,14 @@ def holder() -> str | None:
     return holders[0] if holders else None
 
 
-def running(host: str, name: str) -> bool:
-    """A container of that name runs on the host and is not unhealthy or still starting."""
-    status = on_host(host, "docker", "ps", "--filter", f"name=^{name}$", "--format",
-                     "{{.Status}}", check=False)  # fmt: skip
-    return status.startswith("Up") and "starting" not in status and "unhealthy" not in status
-
-
 @dataclass
 class Stream:
     """A client that sends OIP infer requests through the VIP, one after the other."""
 
     ok: list[float] = field(default_factory=list)
     failed: list[float] = field(default_factory=list)
+    # what the client saw of each failure: the status, or the exception and its innermost reason
+    seen: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -46,11 +41,18 @@ class Stream:
                     f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA,
                     timeout=2,
                 )  # fmt: skip
-                (self.ok if answer.status_code == 200 else self.failed).append(now)
-            except requests.RequestException:
+            except requests.RequestException as error:
                 self.failed.append(now)
+                reason = str(error).rsplit(":", 1)[-1].strip(" ')\"")[:60]
+                self.seen.append(f"{type(error).__name__} ({reason})")
                 session = requests.Session()
                 time.sleep(0.05)
+                continue
+            if answer.status_code == 200:
+                self.ok.append(now)
+            else:
+                self.failed.append(now)
+                self.seen.append(f"HTTP {answer.status_code}")
 
     def longest_gap(self) -> float:
         return max((b - a for a, b in zip(self.ok, self.ok[1:], strict=False)), default=0.0)
@@ -84,10 +86,15 @@ def test_the_vip_moves_when_its_host_stops_and_stays_when_it_returns() -> None:
     after = [t for t in stream.ok if t > stopped_at]
     assert after, "no request went through after the VIP moved"
     gap = stream.longest_gap()
-    lost = [t for t in stream.failed if t > stopped_at]
+    lost = [
+        f"{t - stopped_at:+.2f} s {what}"
+        for t, what in zip(stream.failed, stream.seen, strict=True)
+        if t > stopped_at
+    ]
     print(
         f"VIP failover {first} -> {survivor}: longest gap between two successes {gap:.2f} s, "
-        f"{len(lost)} failed requests, {len(stream.ok)} succeeded"
+        f"{len(lost)} failed requests, {len(stream.ok)} succeeded; failures (since the stop): "
+        f"{lost}; {survivor}'s keepalived: {_vrrp_log(survivor)}"
     )
     # the host comes back: its containers restart by themselves (no converge); it stays a backup
     run("docker", "start", first)
@@ -107,3 +114,11 @@ def test_the_prometheus_route_through_the_vip_sees_every_host() -> None:
     assert answer.status_code == 200, answer.text
     hosts = {r["metric"].get("host") for r in answer.json()["data"]["result"]}
     assert hosts == set(HOSTS), hosts
+
+
+def _vrrp_log(host: str) -> list[str]:
+    """The state changes in the host's keepalived log (and whether the holder said goodbye:
+    a priority-0 advertisement), for the failover's printout."""
+    log = run("docker", "exec", host, "docker", "logs", "--since", "2m", "keepalived", check=False)
+    lines = (log.stdout + log.stderr).splitlines()
+    return [line[-90:] for line in lines if "STATE" in line or "priority 0" in line][-4:]

@@ -214,6 +214,8 @@ def lab() -> Iterator[Lab]:
                 "keepalived_container_name": prefix + "-{{ inventory_hostname }}-keepalived",
                 "keepalived_config_dir": f"{root}/config/{{{{ inventory_hostname }}}}",
                 "__keepalived_network_mode": f"container:{prefix}-{{{{ inventory_hostname }}}}",
+                # no systemd here: the host-shutdown handover unit is for the edge hosts
+                "__keepalived_handover_unit": "",
             }
         )
     )
