@@ -13,15 +13,28 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = {"tiny": [16, 32, 4], "heavy": [512, 2048, 2048, 2048, 2048, 2048, 2048, 512]}
 MAX_BATCH = 16
 DELAY_US = 500
+LONG_DELAY_US = 5000
 # onnx_service variants: (label, model-name suffix, max_queue_delay_us or None for no batching,
-# further config.yaml lines). "2x1": two batches at once (instance_count 2), one thread each.
+# further config.yaml lines, which follow the max_queue_delay_us line: indented ones belong to
+# dynamic_batching). "2x1": two batches at once (instance_count 2), one thread each.
+# "adaptive": max_queue_delay_us 5000 as an upper bound only (adaptive_queue_delay).
 TWO_INSTANCES = "instance_count: 2\nintra_op_threads: 1\n"
+ADAPTIVE = "  adaptive_queue_delay: true\n"
 SERVICE_VARIANTS = [
     ("off", "", None, ""),
     (f"{DELAY_US} µs", "_batched", DELAY_US, ""),
     ("0 µs", "_b0", 0, ""),
     ("0 µs 2x1", "_i2", 0, TWO_INSTANCES),
+    (f"{LONG_DELAY_US} µs", "_d5000", LONG_DELAY_US, ""),
+    (f"adaptive ≤{LONG_DELAY_US} µs", "_adaptive", LONG_DELAY_US, ADAPTIVE),
 ]
+
+
+def variant_key(suffix: str) -> str:
+    """The name ``run.py --variants`` knows a variant by: its suffix, or ``off``."""
+    return suffix.lstrip("_") or "off"
+
+
 PEER_VARIANT = (f"{DELAY_US} µs", "")
 
 

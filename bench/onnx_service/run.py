@@ -5,6 +5,8 @@ tiny MLP 16->32->4 and heavy MLP 512->2048x6->512, concurrency 1 and 16, batchin
 
     python bench/onnx_service/run.py                      # print the results
     python bench/onnx_service/run.py --write-doc          # and update docs/benchmarks.md
+    python bench/onnx_service/run.py --models heavy --variants b0,batched,d5000,adaptive
+                                                          # a subset, printed only
 
 Needs: onnx_service installed with its [bench] extra in the running interpreter, `hey` on PATH
 (Debian: apt-get install -y hey). PyTriton runs in its own venv (numpy<2), created on first use
@@ -37,6 +39,7 @@ from repository import (
     build_repository,
     raw_ort,
     request_body,
+    variant_key,
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -55,6 +58,27 @@ def scrape(url: str, model: str) -> tuple[float, float]:
     return values["inference_count"], values["inference_exec_count"]
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and all its descendants so far."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        child = int(stat.parent.name)
+        children.setdefault(int(fields[1]), []).append(child)
+        times[child] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += times.get(current, 0.0)
+        todo += children.get(current, [])
+    return total
+
+
 def keep_best(results: dict[str, Any], files: dict[str, Path], model: str, batch: int) -> None:
     """Measure raw onnxruntime once more; keep the best run per model and batch size."""
     key = f"{model} b{batch}"
@@ -64,43 +88,48 @@ def keep_best(results: dict[str, Any], files: dict[str, Path], model: str, batch
 
 
 def measure(
-    targets: list[tuple[str, str, Any]],
+    targets: list[tuple[str, str, subprocess.Popen[bytes]]],
     bodies: dict[str, Path],
     files: dict[str, Path],
-    seconds: float,
-    rounds: int,
+    args: argparse.Namespace,
     results: dict[str, Any],
 ) -> None:
     """Every model x concurrency x server (x batching variant), ``rounds`` interleaved hey runs.
 
     Rounds go over all configurations in turn, raw onnxruntime included (at batch 1, 16 and
     the batch sizes the service formed in that round), so load from other work on the machine
-    spreads over all of them; servers report their median run, raw onnxruntime its best.
+    spreads over all of them; servers report their median run, raw onnxruntime its best. CPU
+    per request: the server's process tree (PyTriton: its Triton server and backend stubs too)
+    over the hey run, divided by the requests it answered; hey's own CPU is not in it.
     """
+    seconds, rounds = args.seconds, args.rounds
     configs = []
-    for name in MODELS:
+    for name in args.models:
         for concurrency in (1, 16):
-            for server, url, _ in targets:
-                variants = [(label, f"{name}{suffix}") for label, suffix, *_ in SERVICE_VARIANTS]
+            for server, url, process in targets:
+                variants = [
+                    (label, f"{name}{suffix}")
+                    for label, suffix, *_ in SERVICE_VARIANTS
+                    if variant_key(suffix) in args.variants
+                ]
                 if server == "pytriton":
                     variants = [(PEER_VARIANT[0], name + PEER_VARIANT[1])]
                 for batching, model in variants:
-                    configs.append((server, url, name, model, concurrency, batching))
+                    configs.append((server, url, process, name, model, concurrency, batching))
     samples: dict[int, list[dict[str, float]]] = {i: [] for i in range(len(configs))}
     counts = {i: [0.0, 0.0] for i in range(len(configs))}
     for round_ in range(rounds):
-        formed: dict[str, set[int]] = {name: set() for name in MODELS}
-        for i, (server, url, name, model, concurrency, batching) in enumerate(configs):
+        formed: dict[str, set[int]] = {name: set() for name in args.models}
+        for i, (server, url, process, name, model, concurrency, batching) in enumerate(configs):
             counted = server == "onnx_service"
-            before = scrape(f"{url}/metrics", model) if counted else (0.0, 0.0)
             endpoint = f"{url}/v2/models/{model}/infer"
-            run = hey(
-                endpoint,
-                concurrency=concurrency,
-                seconds=seconds,
-                body=bodies[name],
-                warm=round_ == 0,
-            )
+            if round_ == 0:  # warm-up, outside the counts and the CPU time
+                hey(endpoint, concurrency=concurrency, seconds=1, body=bodies[name])
+            before = scrape(f"{url}/metrics", model) if counted else (0.0, 0.0)
+            cpu_before = tree_cpu_s(process.pid)
+            run = hey(endpoint, concurrency=concurrency, seconds=seconds, body=bodies[name])
+            run["cpu_ms"] = 1e3 * (tree_cpu_s(process.pid) - cpu_before) / (run["rps"] * seconds)
+            run["load"] = os.getloadavg()[0]
             if counted:
                 after = scrape(f"{url}/metrics", model)
                 counts[i][0] += after[0] - before[0]
@@ -110,16 +139,17 @@ def measure(
             samples[i].append(run)
             print(
                 f"round {round_ + 1} {server:12} {name:5} c={concurrency:<2} {batching:8}: "
-                f"{run['rps']:9.1f} rps  p50 {run['p50_ms']:.3f} ms  p99 {run['p99_ms']:.3f} ms",
+                f"{run['rps']:9.1f} rps  p50 {run['p50_ms']:.3f} ms  p99 {run['p99_ms']:.3f} ms"
+                f"  cpu {run['cpu_ms']:.3f} ms/req  load {run['load']:.1f}",
                 file=sys.stderr,
             )
         for name, sizes in formed.items():
             for batch in sorted({1, MAX_BATCH} | sizes):
                 keep_best(results, files, name, max(batch, 1))
-    for i, (server, _, name, _, concurrency, batching) in enumerate(configs):
+    for i, (server, _, _, name, _, concurrency, batching) in enumerate(configs):
         summary: dict[str, Any] = {
             key: float(np.median([run[key] for run in samples[i]]))
-            for key in ("rps", "p50_ms", "p99_ms")
+            for key in ("rps", "p50_ms", "p99_ms", "cpu_ms")
         }
         summary.update(server=server, model=name, c=concurrency, batching=batching)
         if server == "onnx_service":
@@ -140,7 +170,19 @@ def main() -> None:
     )
     parser.add_argument("--pytriton-python", help="interpreter of a venv with nvidia-pytriton")
     parser.add_argument("--skip-pytriton", action="store_true", help="no peer (faster)")
-    parser.add_argument("--write-doc", action="store_true", help="update docs/benchmarks.md")
+    parser.add_argument(
+        "--models", type=lambda v: v.split(","), default=list(MODELS), help="e.g. heavy"
+    )
+    keys = [variant_key(suffix) for _, suffix, *_ in SERVICE_VARIANTS]
+    parser.add_argument(
+        "--variants",
+        type=lambda v: v.split(","),
+        default=keys,
+        help=f"onnx_service batching variants, comma-separated, of {','.join(keys)}",
+    )
+    parser.add_argument(
+        "--write-doc", action="store_true", help="update docs/benchmarks.md (every model)"
+    )
     parser.add_argument("--json", type=Path, help="also write the raw results here")
     parser.add_argument("--serve-pytriton", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -149,6 +191,11 @@ def main() -> None:
         return
     if shutil.which("hey") is None:
         sys.exit("hey is not on PATH (Debian: apt-get install -y hey)")
+    unknown = set(args.models) - set(MODELS) | set(args.variants) - set(keys)
+    if unknown:
+        sys.exit(f"unknown models or variants: {', '.join(sorted(unknown))}")
+    if args.write_doc and set(args.models) != set(MODELS):
+        sys.exit("--write-doc needs every model (the section's goals cover both)")
 
     results: dict[str, Any] = {"raw": {}, "runs": []}
     load_before = os.getloadavg()[0]
@@ -206,7 +253,7 @@ def main() -> None:
             results["floor"] = hey(
                 f"{service_url}/v2/health/live", concurrency=1, seconds=args.seconds, warm=True
             )
-            measure(targets, bodies, files, args.seconds, args.rounds, results)
+            measure(targets, bodies, files, args, results)
             # raw onnxruntime driven with the batches the service actually formed at c=16
             for run in results["runs"]:
                 batched = run["batching"] != "off"

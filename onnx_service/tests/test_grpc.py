@@ -56,6 +56,7 @@ def test_health_metadata_and_config(client: tg.InferenceServerClient) -> None:
     assert config["input"][0]["data_type"] == "TYPE_FP32"
     assert config["input"][0]["dims"] == ["16"]
     assert config["dynamic_batching"]["max_queue_delay_microseconds"] == "1000000"
+    assert config["parameters"]["adaptive_queue_delay"] == {"string_value": "false"}
     text = client.get_model_config("strings", as_json=True)["config"]
     assert text["input"][0]["data_type"] == "TYPE_STRING"
 

@@ -48,6 +48,7 @@ def test_model_metadata(client: TestClient) -> None:
     assert config["max_batch_size"] == 8
     assert config["input"] == [{"name": "x", "data_type": "TYPE_FP32", "dims": [16]}]
     assert config["dynamic_batching"] == {"max_queue_delay_microseconds": 1000000}
+    assert config["parameters"]["adaptive_queue_delay"] is False
     assert config["instance_group"] == [{"count": 1, "kind": "KIND_CPU"}]
 
 

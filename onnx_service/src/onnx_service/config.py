@@ -11,11 +11,19 @@ from onnx_service.errors import LoadError
 
 
 class DynamicBatching(BaseModel):
-    """Coalesce concurrent requests into one ``session.run``."""
+    """Coalesce concurrent requests into one ``session.run``.
+
+    ``max_queue_delay_us`` is Triton's: how long the oldest queued request may wait for
+    others. With ``adaptive_queue_delay`` it is only the upper bound: a batch also closes as
+    soon as the queue holds as many rows as the recent concurrency says are coming (the most
+    rows queued plus running over the last few batches, less the rows running now), so a
+    lone client never waits and a steady crowd of N forms batches of N.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     max_queue_delay_us: Annotated[int, Field(ge=0, le=1_000_000)] = 0
+    adaptive_queue_delay: bool = False
 
 
 class VersionPolicy(BaseModel):

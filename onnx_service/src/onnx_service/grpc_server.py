@@ -205,6 +205,9 @@ def model_config(mv: ModelVersion) -> Any:
         config.dynamic_batching.max_queue_delay_microseconds = (
             cfg.dynamic_batching.max_queue_delay_us
         )
+        # ModelDynamicBatching has no such field: a model parameter, as in the HTTP config
+        adaptive = "true" if cfg.dynamic_batching.adaptive_queue_delay else "false"
+        config.parameters["adaptive_queue_delay"].string_value = adaptive
     return config
 
 

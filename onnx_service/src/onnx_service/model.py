@@ -34,6 +34,8 @@ Outputs = dict[str, np.ndarray]
 
 log = logging.getLogger("onnx_service.model")
 
+PEAK_WINDOW = 8  # batches over which the adaptive queue delay remembers the concurrency
+
 
 @dataclass(frozen=True)
 class TensorSpec:
@@ -177,6 +179,7 @@ class ModelVersion:
                 run=self._run_batch,
                 max_batch_size=self.config.max_batch_size,
                 max_delay_s=batching.max_queue_delay_us / 1e6,
+                adaptive=batching.adaptive_queue_delay,
                 executor=self._executor,
                 metrics=self.metrics,
                 inline=self.runs_inline,
@@ -351,6 +354,7 @@ class _Pending:
     key: tuple[Any, ...]
     future: asyncio.Future[Outputs]
     queued: float
+    held: bool = False  # the batcher put off its batch to wait for more requests
 
 
 class DynamicBatcher:
@@ -360,6 +364,16 @@ class DynamicBatcher:
     batch per model instance); while they run, new requests queue up and form the next batch.
     A batch closes when it holds max_batch_size rows or when its oldest request has waited
     max_queue_delay. Only requests whose non-batch dimensions agree are combined.
+
+    With ``adaptive`` the delay is only an upper bound: a batch also closes as soon as the
+    queue holds the rows that the recent concurrency says are coming. The batcher keeps the
+    most rows that were in the model (queued plus running) between two batch starts, over the
+    last PEAK_WINDOW batches; the next batch waits for that many less the rows running now (at
+    least one, at most max_batch_size). One client at a time never waits; N closed-loop
+    clients form batches of N instead of one batch running while the other half of them is
+    between answer and next request; when the load drops, the window forgets the old peak
+    within PEAK_WINDOW + 1 batches (the first period after the drop still saw the last big
+    batch running).
 
     The worker thread that ran a batch hands its results to the event loop and starts the
     next batch itself when one is due (full, or its oldest request waited long enough): under
@@ -377,6 +391,7 @@ class DynamicBatcher:
         metrics: VersionMetrics,
         inline: Callable[[int], bool],
         instances: int = 1,
+        adaptive: bool = False,
     ) -> None:
         self._run = run
         self._inline = inline
@@ -387,7 +402,14 @@ class DynamicBatcher:
         self._executor = executor
         self._metrics = metrics
         self._queue: deque[_Pending] = deque()
-        self._lock = threading.Lock()  # queue and running count: event loop and workers
+        self._lock = threading.Lock()  # queue and the counts below: event loop and workers
+        self._adaptive = adaptive
+        self._queued_rows = 0
+        self._running_rows = 0
+        self._peak = 0  # most rows queued plus running since the last batch started
+        self._peaks: deque[int] = deque(maxlen=PEAK_WINDOW)
+        self.delayed = 0  # batches whose start was put off to wait for more requests
+        self.expired = 0  # of those, batches that closed at max_queue_delay, not full
         self._wakeup = asyncio.Event()
         self._event_loop = asyncio.get_running_loop()
         self._task = self._event_loop.create_task(self._loop())
@@ -398,9 +420,15 @@ class DynamicBatcher:
         self._metrics.pending.inc()
         with self._lock:
             self._queue.append(_Pending(feeds, rows, key, future, perf_counter()))
-        # While every instance is busy the worker that finishes takes this request (or wakes
-        # the loop when it gives its instance back): no need to wake the loop for each one.
-        if self._running < self._instances:
+            self._queued_rows += rows
+            self._peak = max(self._peak, self._queued_rows + self._running_rows)
+            # While every instance is busy the worker that finishes takes this request (or
+            # wakes the loop when it gives its instance back). Otherwise the loop needs to
+            # look only when the queue starts (a timer for its head) or may have filled up.
+            wake = self._running < self._instances and (
+                len(self._queue) == 1 or self._queued_rows >= self._target()
+            )
+        if wake:
             self._wakeup.set()
         return await future
 
@@ -408,6 +436,7 @@ class DynamicBatcher:
         self._task.cancel()
         with self._lock:
             left, self._queue = self._queue, deque()
+            self._queued_rows = 0
         for item in left:
             if not item.future.done():
                 item.future.set_exception(UnavailableError("the model version was unloaded"))
@@ -416,25 +445,35 @@ class DynamicBatcher:
         head = self._queue[0].key
         return sum(item.rows for item in self._queue if item.key == head)
 
+    def _target(self) -> int:
+        """Rows the queue should hold before a batch closes early (call with the lock held)."""
+        if not self._adaptive:
+            return self._max
+        expected = max(self._peak, *self._peaks) if self._peaks else self._peak
+        return min(self._max, max(1, expected - self._running_rows))
+
     def _due(self) -> bool:
         """Whether the next batch should run now (call with the lock held)."""
         if not self._queue:
             return False
         waited = perf_counter() - self._queue[0].queued
-        return waited >= self._delay or self._ready_rows() >= self._max
+        return waited >= self._delay or self._ready_rows() >= self._target()
 
     def _wait_s(self) -> float | None:
         """Seconds until the event loop should start the next batch, 0 for now, None while
         nothing is queued or every instance is busy (call with the lock held)."""
         if not self._queue or self._running >= self._instances:
             return None
-        if self._ready_rows() >= self._max:
+        if self._ready_rows() >= self._target():
             return 0.0
         return max(0.0, self._queue[0].queued + self._delay - perf_counter())
 
     def _take(self) -> list[_Pending]:
-        """The next batch, out of the queue (call with the lock held)."""
+        """The next batch, out of the queue and counted as running until ``_finish``
+        (call with the lock held)."""
         head = self._queue[0].key
+        if self._queue[0].held and self._ready_rows() < self._target():
+            self.expired += 1
         batch: list[_Pending] = []
         rest: deque[_Pending] = deque()
         rows = 0
@@ -445,7 +484,17 @@ class DynamicBatcher:
             else:
                 rest.append(item)
         self._queue = rest
+        self._queued_rows -= rows
+        self._running_rows += rows
+        self._peaks.append(self._peak)
+        self._peak = self._queued_rows + self._running_rows
+        if batch[0].held:
+            self.delayed += 1
         return batch
+
+    def _finish(self, batch: Sequence[_Pending]) -> None:
+        """``batch`` has run: its rows leave the model (call with the lock held)."""
+        self._running_rows -= sum(item.rows for item in batch)
 
     async def _loop(self) -> None:
         while True:
@@ -457,13 +506,18 @@ class DynamicBatcher:
                     inline = self._inline(sum(item.rows for item in batch))
                     if not inline:
                         self._running += 1
+                elif wait is not None:
+                    self._queue[0].held = True
             if wait is None:
                 await self._wakeup.wait()
             elif wait > 0.0:
                 with suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), wait)
             elif inline:
-                _deliver(batch, self._guarded(batch))
+                results = self._guarded(batch)
+                with self._lock:
+                    self._finish(batch)
+                _deliver(batch, results)
             else:
                 self._start(batch)
 
@@ -474,6 +528,7 @@ class DynamicBatcher:
         except RuntimeError:  # the thread pool is shut down: the service is stopping
             with self._lock:
                 self._running -= 1
+                self._finish(batch)
             _deliver(batch, UnavailableError("the service is shutting down"))
 
     def _guarded(self, batch: list[_Pending]) -> list[Outputs | ServiceError] | Exception:
@@ -488,6 +543,8 @@ class DynamicBatcher:
         try:
             while True:
                 results = self._guarded(batch)
+                with self._lock:
+                    self._finish(batch)
                 self._event_loop.call_soon_threadsafe(_deliver, batch, results)
                 with self._lock:
                     if not self._due() or self._inline(self._ready_rows()):

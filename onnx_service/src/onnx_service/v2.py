@@ -152,7 +152,15 @@ def _config(mv: ModelVersion) -> ModelConfigResponse:
         ),
         instance_group=[{"count": cfg.instance_count, "kind": "KIND_CPU"}],
         version_policy=cfg.version_policy.model_dump(exclude_defaults=True) or {"latest": 1},
-        parameters={"execution_providers": mv.providers},
+        parameters={
+            "execution_providers": mv.providers,
+            # not a field of Triton's ModelDynamicBatching: a model parameter, as in gRPC
+            **(
+                {"adaptive_queue_delay": cfg.dynamic_batching.adaptive_queue_delay}
+                if cfg.dynamic_batching
+                else {}
+            ),
+        },
     )
 
 
