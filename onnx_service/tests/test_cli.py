@@ -1,6 +1,7 @@
 """The command line: flags and ONNX_SERVICE_* variables both work (issue #18 item 5)."""
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 from onnx_models import scale
-from onnx_service.__main__ import parse
+from onnx_service.__main__ import main, parse
+
+GATEWAY_MACROS = Path(__file__).resolve().parents[2] / "roles/gateway/templates/nginx/macros.j2"
 
 
 def test_help_lists_every_setting_and_the_variables() -> None:
@@ -25,7 +28,8 @@ def test_help_lists_every_setting_and_the_variables() -> None:
     assert result.stdout.startswith("usage: onnx-service")
     for flag in ("--model-repository", "--host", "--port", "--grpc-port", "--max-request-bytes",
                  "--max-request-elements", "--max-inflight-requests", "--poll-interval-s",
-                 "--inference-threads", "--inline-compute-us", "--log-level"):  # fmt: skip
+                 "--inference-threads", "--inline-compute-us", "--keep-alive-s",
+                 "--log-level"):  # fmt: skip
         assert flag in result.stdout
     assert "ONNX_SERVICE_<OPTION>" in result.stdout
 
@@ -86,3 +90,18 @@ def test_the_server_runs_with_flags_only(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_idle_connections_outlive_the_gateways_keepalive(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The gateway closes an idle upstream connection first: were the server to close it first,
+    the gateway could send a request on a connection being closed, and an inference POST that
+    reached the server is not retried (the answer would be a 502)."""
+    gateway = re.search(r"keepalive_timeout (\d+)s;", GATEWAY_MACROS.read_text())
+    assert gateway is not None
+    given: dict[str, object] = {}
+    monkeypatch.setattr("uvicorn.run", lambda app, **kwargs: given.update(kwargs))
+    main(["--model-repository", "/nonexistent", "--grpc-port", "0"])
+    assert given["timeout_keep_alive"] == parse([]).keep_alive_s
+    assert parse([]).keep_alive_s > int(gateway.group(1))
+    main(["--keep-alive-s", "90"])
+    assert given["timeout_keep_alive"] == 90

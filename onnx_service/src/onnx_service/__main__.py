@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> None:
         port=settings.port,
         log_level=settings.log_level,
         access_log=False,
+        timeout_keep_alive=settings.keep_alive_s,
         server_header=False,
         http=CoalescingHttpToolsProtocol,  # a response's head and body in one write
     )

@@ -81,5 +81,14 @@ class Settings(BaseSettings):
             "instead of the thread pool (the hop costs more); 0 always uses the pool."
         ),
     )
+    keep_alive_s: float = Field(
+        default=75.0,
+        gt=0.0,
+        description=(
+            "Seconds an idle HTTP connection stays open. Longer than the gateway's upstream "
+            "keepalive_timeout (60 s), so that the gateway closes an idle connection first and "
+            "never sends a request on one this server is closing (uvicorn's own default is 5 s)."
+        ),
+    )
     log_level: str = Field(default="info", description="uvicorn log level.")
     server_name: str = Field(default="onnx_service", description="Name in GET /v2.")
