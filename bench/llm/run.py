@@ -109,12 +109,9 @@ def start_standin(name: str, parallel: int, cpus: str | None) -> str:
     return url
 
 
-def one_stream(client: httpx.Client, url: str, tokens: int, out: list[dict[str, float]]) -> None:
-    body = {
-        "model": MODEL,
-        "prompt": PROMPT,
-        "options": {"temperature": 0, "seed": 1, "num_predict": tokens},
-    }
+def timed_stream(client: httpx.Client, url: str, body: dict[str, Any]) -> dict[str, float]:
+    """One streamed /api/generate: time to the first NDJSON line, and tokens/s from eval_count
+    over the first to the last line."""
     start = time.perf_counter()
     first = last = 0.0
     final: dict[str, Any] = {}
@@ -123,19 +120,24 @@ def one_stream(client: httpx.Client, url: str, tokens: int, out: list[dict[str, 
         for line in response.iter_lines():
             if not line:
                 continue
-            now = time.perf_counter()
-            if not first:
-                first = now
-            last = now
+            last = time.perf_counter()
+            first = first or last
             final = json.loads(line)
     count = int(final["eval_count"])
-    out.append(
-        {
-            "ttft_ms": (first - start) * 1000,
-            "tokens": count,
-            "tokens_per_s": (count - 1) / (last - first) if last > first else 0.0,
-        }
-    )
+    return {
+        "ttft_ms": (first - start) * 1000,
+        "tokens": count,
+        "tokens_per_s": (count - 1) / (last - first) if count > 1 and last > first else 0.0,
+    }
+
+
+def one_stream(client: httpx.Client, url: str, tokens: int, out: list[dict[str, float]]) -> None:
+    body = {
+        "model": MODEL,
+        "prompt": PROMPT,
+        "options": {"temperature": 0, "seed": 1, "num_predict": tokens},
+    }
+    out.append(timed_stream(client, url, body))
 
 
 def round_of(client: httpx.Client, url: str, streams: int, tokens: int) -> dict[str, float]:

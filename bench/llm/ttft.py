@@ -38,7 +38,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +46,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import benchkit  # bench/ is not a package
-from run import container_cpu_ns, standin_image, standin_url
+from run import container_cpu_ns, standin_image, standin_url, timed_stream
 
 MODEL = "standin/tiny:latest"
 SIDES = ("direct", "gateway", "gateway_metered")
@@ -97,23 +96,7 @@ def start_standin(name: str, image: str, token_delay: float) -> str:
 
 def stream(client: httpx.Client, url: str, tokens: int) -> dict[str, float]:
     body = {"model": MODEL, "prompt": "Why is the sky blue?", "options": {"num_predict": tokens}}
-    start = time.perf_counter()
-    first = last = 0.0
-    final: dict[str, Any] = {}
-    with client.stream("POST", url, json=body) as response:
-        response.raise_for_status()
-        for line in response.iter_lines():
-            if not line:
-                continue
-            last = time.perf_counter()
-            first = first or last
-            final = json.loads(line)
-    count = int(final["eval_count"])
-    return {
-        "ttft_ms": (first - start) * 1000,
-        "tokens": count,
-        "tokens_per_s": (count - 1) / (last - first) if count > 1 and last > first else 0.0,
-    }
+    return timed_stream(client, url, body)
 
 
 def median_ci(values: list[float], rng: random.Random, resamples: int = 2000) -> list[float]:
