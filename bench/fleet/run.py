@@ -33,6 +33,7 @@ import os
 import re
 import resource
 import secrets
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -297,7 +298,7 @@ def main() -> None:
         sys.exit("MSYNC_ONNX_IMAGE is not set: source <(PYTHONPATH=tools python -m edgelab env)")
     results = measure(args.sizes, args.repeat, args.variants)
     (Path(__file__).parent / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    body = report(results, args.sizes, "python bench/fleet/run.py " + " ".join(sys.argv[1:]))
+    body = report(results, args.sizes, shlex.join(["python", "bench/fleet/run.py", *sys.argv[1:]]))
     print(body)
     if args.write_doc:
         write_section(SECTION, body)
