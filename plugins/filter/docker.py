@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +207,46 @@ def container_baseline(
     return options
 
 
+NETWORK_LABEL = "org.edgeai.appliance"
+
+
+def networks_to_change(wanted: list[dict[str, Any]], present: list[dict[str, Any]]) -> list[dict]:
+    """The entries of ``wanted`` that the engine lacks or holds with other settings.
+
+    ``wanted`` are the docker role's network entries (name, internal, subnet, icc); ``present``
+    is what the engine reports for its networks (Docker's /networks objects, as
+    community.docker.docker_host_info returns them with verbose_output). A network is left alone
+    only when every setting the role manages already matches: bridge driver, internal or not, the
+    subnet and the inter-container setting where the entry names them, and the role's label.
+    Everything else goes to community.docker.docker_network, which then does the work.
+    """
+    by_name = {net.get("Name"): net for net in present or []}
+    changes = []
+    for entry in wanted:
+        net = by_name.get(entry["name"])
+        if net is None or not _network_matches(entry, net):
+            changes.append(entry)
+    return changes
+
+
+def _network_matches(entry: dict[str, Any], net: dict[str, Any]) -> bool:
+    if net.get("Driver") != "bridge":
+        return False
+    if bool(net.get("Internal")) != bool(entry.get("internal", False)):
+        return False
+    if (net.get("Labels") or {}).get(NETWORK_LABEL) != "true":
+        return False
+    if "subnet" in entry:
+        subnets = [c.get("Subnet") for c in (net.get("IPAM") or {}).get("Config") or []]
+        if subnets != [entry["subnet"]]:
+            return False
+    if "icc" in entry:
+        icc = (net.get("Options") or {}).get("com.docker.network.bridge.enable_icc")
+        if icc != str(boolean(entry["icc"], strict=False)).lower():
+            return False
+    return True
+
+
 class FilterModule:
     def filters(self) -> dict[str, Any]:
         return {
@@ -216,4 +257,5 @@ class FilterModule:
             "mirror_ref": mirror_ref,
             "bundle_file": bundle_file,
             "bundle_manifest": bundle_manifest,
+            "networks_to_change": networks_to_change,
         }

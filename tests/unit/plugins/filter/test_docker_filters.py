@@ -13,6 +13,7 @@ from ansible_collections.edgeai.appliance.plugins.filter.docker import (
     daemon_json_merge,
     memory_limit,
     mirror_ref,
+    networks_to_change,
     replica_names,
 )
 
@@ -227,3 +228,70 @@ def test_container_baseline_returns_a_fresh_mapping() -> None:
     first["comparisons"]["env"] = "ignore"
     assert "tampered" not in container_baseline("gateway")["labels"]
     assert container_baseline("gateway")["comparisons"]["env"] == "strict"
+
+
+def _net(name: str, **over: object) -> dict:
+    """A network as Docker's GET /networks reports it (the fields the role manages)."""
+    net = {
+        "Name": name,
+        "Driver": "bridge",
+        "Internal": False,
+        "Labels": {"org.edgeai.appliance": "true"},
+        "IPAM": {"Driver": "default", "Config": []},
+        "Options": {},
+    }
+    net.update(over)
+    return net
+
+
+WANTED = [
+    {"name": "edge_front", "internal": False},
+    {"name": "edge_back", "internal": True},
+    {"name": "edge_lan", "internal": False, "subnet": "172.30.5.0/24", "icc": False},
+]
+PRESENT = [
+    _net("edge_front"),
+    _net("edge_back", Internal=True),
+    _net(
+        "edge_lan",
+        IPAM={"Config": [{"Subnet": "172.30.5.0/24", "Gateway": "172.30.5.1"}]},
+        Options={"com.docker.network.bridge.enable_icc": "false"},
+    ),
+]
+
+
+def test_networks_that_match_are_left_alone() -> None:
+    assert networks_to_change(WANTED, PRESENT) == []
+
+
+def test_a_missing_network_is_created() -> None:
+    assert networks_to_change(WANTED, PRESENT[1:]) == [WANTED[0]]
+    assert networks_to_change(WANTED, []) == WANTED
+    assert networks_to_change(WANTED, None) == WANTED
+
+
+@pytest.mark.parametrize(
+    ("index", "change"),
+    [
+        (0, {"Driver": "macvlan"}),
+        (0, {"Internal": True}),
+        (1, {"Internal": False}),
+        (0, {"Labels": {}}),
+        (0, {"Labels": None}),
+        (2, {"IPAM": {"Config": [{"Subnet": "172.30.6.0/24"}]}}),
+        (2, {"IPAM": {"Config": None}}),
+        (2, {"Options": {"com.docker.network.bridge.enable_icc": "true"}}),
+        (2, {"Options": {}}),
+    ],
+)
+def test_a_network_with_other_settings_goes_to_docker_network(index: int, change: dict) -> None:
+    present = [dict(net) for net in PRESENT]
+    present[index].update(change)
+    assert networks_to_change(WANTED, present) == [WANTED[index]]
+
+
+def test_icc_is_read_as_ansible_reads_a_boolean() -> None:
+    wanted = [{"name": "edge_lan", "subnet": "172.30.5.0/24", "icc": "no"}]
+    assert networks_to_change(wanted, PRESENT[2:]) == []
+    wanted = [{"name": "edge_lan", "subnet": "172.30.5.0/24", "icc": "yes"}]
+    assert networks_to_change(wanted, PRESENT[2:]) == wanted
