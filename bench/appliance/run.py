@@ -141,10 +141,11 @@ def render(results: dict[str, Any]) -> str:
         f"Where the rerun's time goes: {results['rerun_recap'].get('ok')} tasks run (the rest are "
         f"skipped), {results['rerun_s'] / max(results['rerun_recap'].get('ok') or 1, 1):.2f} s "
         "each on average, and no single task takes more than a few seconds (profile_tasks). A "
-        "module run costs about 0.2 s here (a round trip to the host and a Python start-up "
+        "module run costs 0.25 to 0.8 s here (a round trip to the host and a Python start-up "
         "there; more over a real device's link), so the roles write their files in one "
-        "`edgeai.appliance.files` run per group and the docker role looks up every image at "
-        "once, instead of a module run or two per file and one per image.",
+        "`edgeai.appliance.files` run per group and the docker role looks up every image and "
+        "every network at once, instead of a module run or two per file and one per image or "
+        "network. Which tasks the rerun's time goes to, role by role: the next section.",
         "",
     ]
     return "\n".join(lines)
