@@ -241,6 +241,13 @@ def test_nginx_accepts_every_node_and_the_peer_files_are_private(mesh: Mesh) -> 
         for other, address in NODES.items():
             peer = f"server {address}:{mesh.peer_ports[other]};"
             assert (peer in conf) == (other != name)
+        # an upstream's keepalive connections are shared by the modules that use it: one used by
+        # both proxy_pass (HTTP/1.1) and grpc_pass (HTTP/2) hands one module the other's
+        # connections, and the gRPC calls that get one fail with 502
+        proxied = set(re.findall(r"proxy_pass https?://([\w.]+)", conf))
+        grpc = set(re.findall(r"grpc_pass grpcs?://([\w.]+)", conf))
+        assert grpc, name
+        assert not proxied & grpc, (name, sorted(proxied & grpc))
         # the listener proxies to this host's own servers only
         listener = conf.split("# --- the mTLS listener", 1)[1]
         assert "https://" not in listener

@@ -161,3 +161,18 @@ def _started(stamp: str) -> float:
     """Alertmanager's RFC 3339 time (nanoseconds, Z) as a Unix time."""
     main = re.sub(r"(\.\d{1,6})\d*", r"\1", stamp).replace("Z", "+00:00")
     return datetime.fromisoformat(main).timestamp()
+
+
+_REQUESTS = re.compile(
+    r'^onnx_service_inference_requests_total\{[^}]*model="magika"[^}]*\} (\S+)$', re.M
+)
+
+
+def served(host: str) -> float:
+    """The magika requests this host's ONNX service has answered (its own /metrics)."""
+    text = on_host(
+        host, "python3", "-c",
+        "import urllib.request; print(urllib.request.urlopen("
+        "'http://127.0.0.1:8001/metrics', timeout=5).read().decode())",
+    )  # fmt: skip
+    return sum(float(v) for v in _REQUESTS.findall(text))

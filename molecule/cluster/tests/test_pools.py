@@ -6,29 +6,15 @@ certificate only, and nobody outside the site."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import threading
 import time
 
 import pytest
 import requests
-from cluster_lab import ADDRESS, CA, HOSTS, INFER, URL, USER, on_host, run, wait_for
+from cluster_lab import ADDRESS, CA, HOSTS, INFER, URL, USER, on_host, run, served, wait_for
 
 PEER_PORT = 30443  # roles/gateway: gateway_peer_port
-_REQUESTS = re.compile(
-    r'^onnx_service_inference_requests_total\{[^}]*model="magika"[^}]*\} (\S+)$', re.M
-)
-
-
-def served(host: str) -> float:
-    """The magika requests this host's ONNX service has answered (its own /metrics)."""
-    text = on_host(
-        host, "python3", "-c",
-        "import urllib.request; print(urllib.request.urlopen("
-        "'http://127.0.0.1:8001/metrics', timeout=5).read().decode())",
-    )  # fmt: skip
-    return sum(float(v) for v in _REQUESTS.findall(text))
 
 
 def infer(session: requests.Session) -> int:
