@@ -156,6 +156,7 @@ def replica_names(count: Any, base: str) -> list[str]:
 
 # The security baseline of every long-running container of the appliance (container_baseline).
 NO_NEW_PRIVILEGES = "no-new-privileges:true"
+APPLIANCE_LABEL = "org.edgeai.appliance"  # on every container and network of the appliance
 _COMPARISONS = {"labels": "strict", "env": "strict", "networks": "strict"}
 _COMPARISON_MODES = ("strict", "ignore", "allow_more_present")
 
@@ -195,7 +196,7 @@ def container_baseline(
         "security_opts": [NO_NEW_PRIVILEGES],
         "read_only": True,
         "labels": {
-            "org.edgeai.appliance": "true",
+            APPLIANCE_LABEL: "true",
             "org.edgeai.role": role,
             **{str(k): str(v) for k, v in (labels or {}).items()},
         },
@@ -205,9 +206,6 @@ def container_baseline(
     if limit:
         options["memory"] = limit
     return options
-
-
-NETWORK_LABEL = "org.edgeai.appliance"
 
 
 def networks_to_change(wanted: list[dict[str, Any]], present: list[dict[str, Any]]) -> list[dict]:
@@ -234,7 +232,7 @@ def _network_matches(entry: dict[str, Any], net: dict[str, Any]) -> bool:
         return False
     if bool(net.get("Internal")) != bool(entry.get("internal", False)):
         return False
-    if (net.get("Labels") or {}).get(NETWORK_LABEL) != "true":
+    if (net.get("Labels") or {}).get(APPLIANCE_LABEL) != "true":
         return False
     if "subnet" in entry:
         subnets = [c.get("Subnet") for c in (net.get("IPAM") or {}).get("Config") or []]
