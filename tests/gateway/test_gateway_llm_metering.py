@@ -76,6 +76,15 @@ class Metered:
             time.sleep(0.02)
         raise AssertionError("the counters did not change")
 
+    def metrics_when(self, series: str, value: float) -> dict[str, float]:
+        """The metrics once `series` reads `value`: a request is counted after its response."""
+        for _ in range(250):
+            now = self.metrics()
+            if now.get(series) == value:
+                return now
+            time.sleep(0.02)
+        raise AssertionError(f"{series} never read {value}: {now.get(series)}")
+
     def stop(self) -> None:
         docker("rm", "-f", self.name, check=False)
 
@@ -229,7 +238,7 @@ def test_the_budget_key_gets_429_with_retry_after_once_spent(
         for _ in range(3)
     ]
     assert statuses == [200, 200, 200]
-    time.sleep(0.3)  # counted at the end of each request
+    metered.metrics_when('edgeai_llm_budget_used_tokens{key="budget",per="day"}', 36)
     over = post(metered, ca, "/api/generate", lab.keys.budget, {"model": "gemma3:270m"})
     assert over.status == 429
     error = over.json()["error"]
@@ -283,11 +292,16 @@ def test_counters_survive_a_restart(metered: Metered, ca: Path, lab: Lab) -> Non
         ).status
         == 200
     )
-    before = metered.metrics()
-    assert tokens(before, "alice", "keep:1b", "completion") == 5
-    time.sleep(2.5)  # gw-meter saves every second
-    saved = json.loads((metered.scenario.root / "state" / "llm-usage.json").read_text())
-    assert any(re.search("keep:1b", k) for k in saved)
+    metered.metrics_when(
+        'edgeai_llm_tokens_total{key="alice",model="keep:1b",kind="completion"}', 5
+    )
+    saved = metered.scenario.root / "state" / "llm-usage.json"
+    for _ in range(100):  # gw-meter saves every second
+        if saved.exists() and any(re.search("keep:1b", k) for k in json.loads(saved.read_text())):
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"keep:1b was not saved in {saved} within 10 s")
     docker("restart", metered.name)
     metered.wait()
     after = metered.metrics()
