@@ -64,13 +64,13 @@ docs: setup ## regenerate the generated files: role README variable tables, Graf
 unit: unit-python unit-packages ## tests without Docker
 
 unit-python: setup ## pure-Python tests: the collection, harness, stand-ins, onnx_service (no root, no apt)
-	$(BIN)/pytest -q tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker and not packages"
+	$(BIN)/pytest -q -n auto tests/unit tests/standins/ollama/tests tests/standins/grafana/tests tests/gateway -m "not docker and not packages"
 	# the container test needs the built image: `make integration` runs it
 	cd onnx_service && ../$(BIN)/pytest -q --ignore=tests/test_container.py
 	cd exporters/ollama_exporter && ../../$(BIN)/pytest -q
 
 unit-packages: packages ## tests that run Debian's nginx, testssl.sh, promtool, amtool, mtail, blackbox exporter
-	$(BIN)/pytest -q tests/unit tests/gateway -m "packages and not docker"
+	$(BIN)/pytest -q -n auto tests/unit tests/gateway -m "packages and not docker"
 
 images: setup ## Docker engine, lab image set and lab registry (cached by content hash)
 	$(LAB) images
