@@ -66,15 +66,16 @@ class Metered:
                 out[series] = float(value)
         return out
 
-    def metrics_after(self, before: dict[str, float]) -> dict[str, float]:
-        """The metrics once the last request is counted (at its end, after the response)."""
-        for _ in range(100):
+    def metrics_after(self, before: dict[str, float], key: str, model: str) -> dict[str, float]:
+        """The metrics once a new request of `key` for `model` is counted: the gateway counts a
+        request at its end, after the response, so a test waits for its own request's count."""
+        for _ in range(250):
             now = self.metrics()
-            if now != before:
-                time.sleep(0.1)
+            if requests_counted(now, key, model) > requests_counted(before, key, model):
+                time.sleep(0.1)  # the same request's histograms and budget, a moment later
                 return self.metrics()
             time.sleep(0.02)
-        raise AssertionError("the counters did not change")
+        raise AssertionError(f"no request of {key} for {model} was counted")
 
     def metrics_when(self, series: str, value: float) -> dict[str, float]:
         """The metrics once `series` reads `value`: a request is counted after its response."""
@@ -117,6 +118,12 @@ def requests_of(m: dict[str, float], key: str, model: str, status: int) -> float
     return m.get(f'edgeai_llm_requests_total{{key="{key}",model="{model}",status="{status}"}}', 0)
 
 
+def requests_counted(m: dict[str, float], key: str, model: str) -> float:
+    """Requests of `key` for `model`, whatever their status."""
+    prefix = f'edgeai_llm_requests_total{{key="{key}",model="{model}",'
+    return sum(v for series, v in m.items() if series.startswith(prefix))
+
+
 @pytest.mark.parametrize(
     ("path", "stream"),
     [
@@ -136,7 +143,7 @@ def test_counters_grow_by_exactly_the_reported_tokens(
     before = metered.metrics()
     resp = post(metered, ca, path, lab.keys.alice, {"model": model, "stream": stream})
     assert resp.status == 200, resp.body
-    after = metered.metrics_after(before)
+    after = metered.metrics_after(before, "alice", model)
     assert tokens(after, "alice", model, "prompt") - tokens(before, "alice", model, "prompt") == 7
     assert (
         tokens(after, "alice", model, "completion") - tokens(before, "alice", model, "completion")
@@ -158,7 +165,7 @@ def test_embeddings_count_their_prompt_tokens(
     model = f"e{secrets.token_hex(3)}:1b"
     before = metered.metrics()
     assert post(metered, ca, path, lab.keys.alice, {"model": model, "input": "hi"}).status == 200
-    after = metered.metrics_after(before)
+    after = metered.metrics_after(before, "alice", model)
     assert tokens(after, "alice", model, "prompt") == 7
     # the stand-in reports completion tokens for every route; Ollama's embed has none
     assert requests_of(after, "alice", model, 200) == 1
@@ -182,9 +189,8 @@ def test_a_client_that_leaves_mid_stream_is_charged_for_what_it_got(
     assert b"t0" in first
     conn.close()  # the client leaves with one token
     upstream.gate.release.set()
-    after = metered.metrics_after(before)
-    counted = f'edgeai_llm_requests_total{{key="alice",model="{model}",'
-    assert sum(v for series, v in after.items() if series.startswith(counted)) == 1
+    after = metered.metrics_after(before, "alice", model)
+    assert requests_counted(after, "alice", model) == 1
     # no final count reached the gateway: the one piece the client received is charged
     assert tokens(after, "alice", model, "completion") == 1
 
@@ -197,7 +203,7 @@ def test_a_request_ollama_could_not_answer_is_counted_with_its_status(
     resp = post(metered, ca, "/api/chat", lab.keys.alice, {"model": model, "stream": False})
     assert resp.status == 502
     assert resp.json()["error"]["type"] == "upstream_unavailable"
-    after = metered.metrics_after(before)
+    after = metered.metrics_after(before, "alice", model)
     assert requests_of(after, "alice", model, 502) == 1
     assert tokens(after, "alice", model, "prompt") == 0
     assert tokens(after, "alice", model, "completion") == 0
@@ -206,10 +212,17 @@ def test_a_request_ollama_could_not_answer_is_counted_with_its_status(
 def test_a_client_that_asked_for_usage_keeps_it(metered: Metered, ca: Path, lab: Lab) -> None:
     lab.upstreams["ollama-a"].gate.release.set()
     payload = {"model": "gemma3:270m", "stream": True, "stream_options": {"include_usage": True}}
+    before = metered.metrics()
     resp = post(metered, ca, "/openai/v1/chat/completions", lab.keys.alice, payload)
     usage = [e for e in resp.body.split(b"\n\n") if b'"usage"' in e]
     assert len(usage) == 1
     assert json.loads(usage[0][6:])["usage"]["completion_tokens"] == 5
+    after = metered.metrics_after(before, "alice", "gemma3:270m")
+    assert (
+        tokens(after, "alice", "gemma3:270m", "completion")
+        - tokens(before, "alice", "gemma3:270m", "completion")
+        == 5
+    )
 
 
 def test_policy_rejections_are_counted_and_never_reach_ollama(
@@ -218,7 +231,7 @@ def test_policy_rejections_are_counted_and_never_reach_ollama(
     before = metered.metrics()
     resp = post(metered, ca, "/api/generate", lab.keys.scoped, {"model": "llama3:8b"})
     assert resp.status == 403
-    after = metered.metrics_after(before)
+    after = metered.metrics_after(before, "scoped", "llama3:8b")
     assert (
         requests_of(after, "scoped", "llama3:8b", 403)
         == requests_of(before, "scoped", "llama3:8b", 403) + 1
@@ -238,9 +251,11 @@ def test_the_budget_key_gets_429_with_retry_after_once_spent(
         for _ in range(3)
     ]
     assert statuses == [200, 200, 200]
-    metered.metrics_when('edgeai_llm_budget_used_tokens{key="budget",per="day"}', 36)
+    before = metered.metrics_when('edgeai_llm_budget_used_tokens{key="budget",per="day"}', 36)
     over = post(metered, ca, "/api/generate", lab.keys.budget, {"model": "gemma3:270m"})
     assert over.status == 429
+    m = metered.metrics_after(before, "budget", "gemma3:270m")
+    assert requests_of(m, "budget", "gemma3:270m", 429) == 1
     error = over.json()["error"]
     assert error["type"] == "token_budget_exceeded"
     assert error["budget"] == {
@@ -249,7 +264,6 @@ def test_the_budget_key_gets_429_with_retry_after_once_spent(
     retry = int(over.headers["Retry-After"])
     midnight = (int(time.time()) // 86400 + 1) * 86400
     assert abs(retry - (midnight - time.time())) < 5
-    m = metered.metrics()
     assert m['edgeai_llm_budget_used_tokens{key="budget",per="day"}'] == 36
     assert m['edgeai_llm_budget_tokens{key="budget",per="day"}'] == 30
 
@@ -267,7 +281,7 @@ def test_latency_histograms_per_model(metered: Metered, ca: Path, lab: Lab) -> N
     threading.Thread(target=release_later, daemon=True).start()
     before = metered.metrics()
     post(metered, ca, "/api/generate", lab.keys.alice, {"model": "hist:1b", "stream": True})
-    m = metered.metrics_after(before)
+    m = metered.metrics_after(before, "alice", "hist:1b")
     for name in ("time_to_first_token_seconds", "request_duration_seconds", "queue_seconds"):
         assert m[f'edgeai_llm_{name}_count{{model="hist:1b"}}'] == 1, name
         assert m[f'edgeai_llm_{name}_bucket{{model="hist:1b",le="+Inf"}}'] == 1
