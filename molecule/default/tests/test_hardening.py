@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from appliance_lab import IMAGES, INSTANCE
+from appliance_lab import IMAGES, INSTANCE, PROBE
 
 PYTHON_IMAGE = IMAGES["images"]["python"]
 NETWORK = os.environ["EDGEAI_LAB_NETWORK"]
@@ -31,23 +31,6 @@ def edge_ip() -> str:
     return str(json.loads(networks)[NETWORK]["IPAddress"])
 
 
-PROBE = """
-import socket, sys
-results = []
-for port in map(int, sys.argv[2:]):
-    s = socket.socket()
-    s.settimeout(3)
-    try:
-        s.connect((sys.argv[1], port))
-        results.append("open")
-    except ConnectionRefusedError:
-        results.append("refused")
-    except OSError:
-        results.append("dropped")
-    finally:
-        s.close()
-print(" ".join(results))
-"""
 HOST_GET = (
     "python3 -c 'import sys, urllib.request; "
     "print(urllib.request.urlopen(sys.argv[1], timeout=5).status)' {}"
@@ -60,7 +43,7 @@ def outside(ports: list[int]) -> list[str]:
     """Connect from another machine on the edge host's LAN: open, refused (RST) or dropped."""
     result = subprocess.run(
         ["docker", "run", "--rm", "--network", NETWORK, PYTHON_IMAGE,
-         "python3", "-c", PROBE, edge_ip(), *map(str, ports)],
+         "python3", "-c", PROBE, *(f"{edge_ip()}:{port}" for port in ports)],
         capture_output=True, text=True, check=True, timeout=120,
     )  # fmt: skip
     return result.stdout.split()
@@ -165,8 +148,9 @@ def test_containers_reach_only_the_allowed_egress_destinations(host) -> None:
             ["docker", "inspect", "-f", "{{json .NetworkSettings.Networks}}", listener],
             capture_output=True, text=True, check=True,
         ).stdout  # fmt: skip
-        probe = f"python3 -c {shlex.quote(PROBE)} {json.loads(networks)[NETWORK]['IPAddress']} "
-        probe += f"{EGRESS_ALLOWED_PORT} {EGRESS_OTHER_PORT}"
+        address = json.loads(networks)[NETWORK]["IPAddress"]
+        probe = f"python3 -c {shlex.quote(PROBE)} {address}:{EGRESS_ALLOWED_PORT} "
+        probe += f"{address}:{EGRESS_OTHER_PORT}"
         image = host.check_output(
             "docker images --format '{{.Repository}}:{{.Tag}}' | grep /python: | head -1"
         )

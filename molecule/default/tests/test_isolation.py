@@ -17,29 +17,9 @@ import re
 import shlex
 
 import pytest
-from appliance_lab import IMAGES, SECRETS
+from appliance_lab import IMAGES, PROBE, SECRETS
 
 PYTHON_IMAGE = IMAGES["images"]["python"]
-PROBE = """
-import socket, sys
-out = []
-for target in sys.argv[1:]:
-    name, port = target.rsplit(":", 1)
-    s = socket.socket()
-    s.settimeout(2)
-    try:
-        s.connect((name, int(port)))
-        out.append("open")
-    except socket.gaierror:
-        out.append("unresolved")
-    except ConnectionRefusedError:
-        out.append("refused")
-    except OSError:
-        out.append("dropped")
-    finally:
-        s.close()
-print(" ".join(out))
-"""
 
 
 def addresses(host, container: str) -> list[str]:
@@ -93,14 +73,14 @@ def serve():
         got.append(conn.recv(4096).decode(errors="replace"))
     except OSError:
         pass
-threading.Thread(target=serve).start()
+threading.Thread(target=serve, daemon=True).start()
 url = ("http://blackbox-exporter:9115/probe?module=gateway_api_key&target=http://" + me + ":18099/")
 try:
     urllib.request.urlopen(url, timeout=5).read()
     print("asked")
 except Exception as error:
     print("refused:", type(error).__name__)
-import time; time.sleep(1)
+import time; time.sleep(2)  # the exporter probes while it answers: it would have come by now
 print("received:", repr(got))
 """
     for network in ("edge_mon", "edge_scrape", "edge_back"):

@@ -39,10 +39,29 @@ def tokens(m: dict[str, float], key: str, kind: str) -> float:
     return m.get(f'edgeai_llm_tokens_total{{key="{key}",model="{MODEL}",kind="{kind}"}}', 0)
 
 
+def quiet() -> dict[str, float]:
+    """The counters once nothing is being counted: a request is counted at its end, just after
+    its response, so the previous test's last request can still be on its way."""
+    last = metrics()
+    for _ in range(30):
+        time.sleep(0.3)
+        now = metrics()
+        if now == last:
+            return now
+        last = now
+    raise AssertionError("the LLM counters kept changing for 9 s")
+
+
+def _requests(m: dict[str, float]) -> float:
+    prefix = f'edgeai_llm_requests_total{{key="lab-user",model="{MODEL}",'
+    return sum(v for series, v in m.items() if series.startswith(prefix))
+
+
 def settled(before: dict[str, float]) -> dict[str, float]:
-    """The counters once the last request was counted (at its end, just after the response)."""
-    assert wait_for(lambda: metrics() != before, 10, 0.1) is not None, "nothing was counted"
-    time.sleep(0.2)
+    """The counters once this test's request of lab-user is counted."""
+    counted = wait_for(lambda: _requests(metrics()) > _requests(before), 10, 0.1)
+    assert counted is not None, "the request was not counted"
+    time.sleep(0.2)  # its token counters and histograms with it
     return metrics()
 
 
@@ -67,7 +86,7 @@ def _openai(key: str = "user_key") -> openai.OpenAI:
 
 @pytest.mark.parametrize("stream", [False, True])
 def test_ollama_generate_and_chat_are_counted_exactly(stream: bool) -> None:
-    before = metrics()
+    before = quiet()
     result = _ollama().generate(
         MODEL, "The sky is", raw=True, stream=stream, options={**RAW, "num_predict": 6}
     )
@@ -88,7 +107,7 @@ def test_ollama_generate_and_chat_are_counted_exactly(stream: bool) -> None:
 def charged_as_reported(create: Callable[[], Any]) -> dict[str, float]:
     """One non-streamed OpenAI request: the key is charged the usage the answer reports. Returns
     the counters after it."""
-    before = metrics()
+    before = quiet()
     reply = create()
     after = settled(before)
     assert reply.usage is not None
@@ -144,7 +163,7 @@ def test_text_completions_are_counted_and_show_usage_only_when_asked() -> None:
 
 
 def test_a_stream_without_usage_is_counted_and_shows_none() -> None:
-    before = metrics()
+    before = quiet()
     chunks = list(
         _openai().chat.completions.create(
             model=MODEL, messages=[{"role": "user", "content": "Count: one, two,"}],
@@ -229,9 +248,10 @@ def healthy() -> bool:
 
 
 def test_counters_survive_a_gateway_restart() -> None:
+    start = quiet()
     _ollama().generate(MODEL, "Hi", options={"num_predict": 2})
-    time.sleep(3)  # saved every 2 s (gateway_llm_state_interval)
-    before = metrics()
+    before = settled(start)
+    time.sleep(5)  # saved every 2 s (gateway_llm_state_interval)
     subprocess.run(
         ["docker", "exec", INSTANCE, "docker", "restart", "gateway"],
         check=True,
