@@ -4,7 +4,8 @@ Asking the kernel for port 0 and closing the socket hands out a port from the ep
 (net.ipv4.ip_local_port_range), and any outgoing connection made before the server binds it can
 take it as its local port: CI lost a run to "bind() to 0.0.0.0:33889 failed (98: Address already
 in use)" that way. These ports come from below the ephemeral range, which the kernel never hands
-out by itself, are checked free on every address, and are never given out twice by one process.
+out by itself, are checked free on every address, and are never given out twice by one process
+(nor by two pytest-xdist workers: each has its own slice).
 A server that can take an already-bound socket should be given one instead (uvicorn's
 ``sockets=``); this module is for the ones that bind by themselves.
 
@@ -13,6 +14,7 @@ Standard library only: bench/benchkit.py imports it too.
 
 from __future__ import annotations
 
+import os
 import random
 import socket
 from pathlib import Path
@@ -23,12 +25,21 @@ _given: set[int] = set()
 
 
 def _window() -> tuple[int, int]:
-    """[low, high) below the ephemeral range, above the privileged ports."""
+    """[low, high) below the ephemeral range, above the privileged ports; under pytest-xdist
+    (the unit stages run on every core) each worker draws from its own slice of it, so that two
+    workers never pick the same port between checking it and binding it."""
     try:
         ephemeral_low = int(_RANGE_FILE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral_low = 32768
-    return max(1024, ephemeral_low - _SPAN), ephemeral_low
+    low, high = max(1024, ephemeral_low - _SPAN), ephemeral_low
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")  # gw0, gw1, ...
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker.startswith("gw") and workers > 1:
+        size = (high - low) // workers
+        low += int(worker[2:]) * size
+        high = low + size
+    return low, high
 
 
 def _bindable(port: int) -> bool:
