@@ -28,6 +28,11 @@ from cluster_lab import (
 # How long a second, duplicate notification gets to show up after the first (the Alertmanagers'
 # peer timeout is 15 s per position; the lab's group_wait is 5 s).
 DUPLICATE_WINDOW = 45
+# How long a new alert may take to reach the webhook. Other tests stop the model-only host while no
+# receiver listens; a group (alertname, job) that could not deliver keeps its resolved alerts
+# (Alertmanager deletes them only after a notification succeeded, dispatch.go aggrGroup.flush), and
+# a new alert of that group can wait for the group's next group_interval tick (5 min by default).
+DELIVERY_WAIT = 360
 
 
 def _hosts_up(prometheus_host: str, job: str = "node") -> set[str]:
@@ -83,13 +88,36 @@ def stopped_on(host: str, container: str) -> Iterator[None]:
 Payloads = Callable[[], list[dict[str, Any]]]
 
 
+def _alerting_state(job: str) -> str:
+    """What each monitoring host's Prometheus and Alertmanager hold for TargetDown of `job`: the
+    evidence a failed delivery needs (which side lost the alert)."""
+    out = []
+    for host in MONITORING:
+        try:
+            alerts = prometheus_query(host, f'ALERTS{{alertname="TargetDown",job="{job}"}}')
+            out.append(f"{host} Prometheus ALERTS: {[a['metric'] for a in alerts]}")
+        except subprocess.CalledProcessError as error:
+            out.append(f"{host} Prometheus: {error.stderr or error}")
+        groups = on_host(
+            host, "docker", "exec", "alertmanager", "wget", "-q", "-O", "-",
+            "http://127.0.0.1:9093/api/v2/alerts/groups", check=False,
+        )  # fmt: skip
+        out.append(f"{host} Alertmanager groups: {groups[:3000]}")
+        logs = on_host(host, "sh", "-c", "docker logs --tail 30 alertmanager 2>&1", check=False)
+        out.append(f"{host} Alertmanager log: {logs[-3000:]}")
+    return "\n".join(out)
+
+
 def assert_alerted_once(payloads: Payloads, since: float, job: str) -> None:
     """TargetDown of the model-only host's `job` reaches the webhook, and only once."""
-    wait_for(
-        f"TargetDown of the model-only host's {job} exporter reached the webhook",
-        lambda: firing(payloads(), since, alertname="TargetDown", job=job, host=HOSTS[2]),
-        240,
-    )
+    try:
+        wait_for(
+            f"TargetDown of the model-only host's {job} exporter reached the webhook",
+            lambda: firing(payloads(), since, alertname="TargetDown", job=job, host=HOSTS[2]),
+            DELIVERY_WAIT,
+        )
+    except AssertionError as error:
+        raise AssertionError(f"{error}\n{_alerting_state(job)}\npayloads: {payloads()}") from None
     time.sleep(DUPLICATE_WINDOW)
     delivered = firing(payloads(), since, alertname="TargetDown", job=job)
     assert len(delivered) == 1, delivered
