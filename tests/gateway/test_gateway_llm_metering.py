@@ -13,7 +13,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,9 @@ pytestmark = [
     pytest.mark.docker,
     pytest.mark.skipif(not docker_ready(IMAGE), reason=f"needs Docker and the image {IMAGE}"),
 ]
+
+
+Series = dict[str, float]  # a /metrics page: series -> value
 
 
 class Metered:
@@ -66,25 +69,28 @@ class Metered:
                 out[series] = float(value)
         return out
 
-    def metrics_after(self, before: dict[str, float], key: str, model: str) -> dict[str, float]:
-        """The metrics once a new request of `key` for `model` is counted: the gateway counts a
-        request at its end, after the response, so a test waits for its own request's count."""
+    def metrics_until(self, done: Callable[[Series], bool], what: str) -> Series:
+        """The metrics once done(metrics) holds: the gateway counts a request at its end, after the
+        response, so a test waits for the count it checks."""
         for _ in range(250):
             now = self.metrics()
-            if requests_counted(now, key, model) > requests_counted(before, key, model):
-                time.sleep(0.1)  # the same request's histograms and budget, a moment later
-                return self.metrics()
-            time.sleep(0.02)
-        raise AssertionError(f"no request of {key} for {model} was counted")
-
-    def metrics_when(self, series: str, value: float) -> dict[str, float]:
-        """The metrics once `series` reads `value`: a request is counted after its response."""
-        for _ in range(250):
-            now = self.metrics()
-            if now.get(series) == value:
+            if done(now):
                 return now
             time.sleep(0.02)
-        raise AssertionError(f"{series} never read {value}: {now.get(series)}")
+        raise AssertionError(f"{what} within 5 s")
+
+    def metrics_after(self, before: dict[str, float], key: str, model: str) -> dict[str, float]:
+        """The metrics once a new request of `key` for `model` is counted."""
+        self.metrics_until(
+            lambda m: requests_counted(m, key, model) > requests_counted(before, key, model),
+            f"no request of {key} for {model} was counted",
+        )
+        time.sleep(0.1)  # the same request's histograms and budget, a moment later
+        return self.metrics()
+
+    def metrics_when(self, series: str, value: float) -> dict[str, float]:
+        """The metrics once `series` reads `value`."""
+        return self.metrics_until(lambda m: m.get(series) == value, f"{series} never read {value}")
 
     def stop(self) -> None:
         docker("rm", "-f", self.name, check=False)

@@ -76,11 +76,15 @@ def wait_for(what: str, check: Callable[[], object], timeout: float, step: float
     raise AssertionError(f"{what} (waited {timeout:.0f} s)")
 
 
+def get_inside(host: str, container: str, url: str, check: bool = True) -> str:
+    """GET `url` from inside a container on an edge host (its own loopback APIs)."""
+    return on_host(host, "docker", "exec", container, "wget", "-q", "-O", "-", url, check=check)
+
+
 def prometheus_query(host: str, query: str) -> list[dict[str, Any]]:
     """An instant query to one monitoring host's own Prometheus (from inside its container)."""
     url = "http://127.0.0.1:9090/prometheus/api/v1/query?query=" + _quote(query)
-    answer = on_host(host, "docker", "exec", "prometheus", "wget", "-q", "-O", "-", url)
-    return json.loads(answer)["data"]["result"]
+    return json.loads(get_inside(host, "prometheus", url))["data"]["result"]
 
 
 def _quote(text: str) -> str:

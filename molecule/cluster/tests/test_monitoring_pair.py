@@ -18,6 +18,7 @@ from cluster_lab import (
     MONITORING,
     RELAY_PORT,
     firing,
+    get_inside,
     http_get_from,
     on_host,
     prometheus_query,
@@ -59,10 +60,9 @@ def test_each_prometheus_scrapes_every_host(prometheus_host: str) -> None:
 
 @pytest.mark.parametrize("prometheus_host", MONITORING)
 def test_each_prometheus_names_its_replica(prometheus_host: str) -> None:
-    config = on_host(
-        prometheus_host, "docker", "exec", "prometheus", "wget", "-q", "-O", "-",
-        "http://127.0.0.1:9090/prometheus/api/v1/status/config",
-    )  # fmt: skip
+    config = get_inside(
+        prometheus_host, "prometheus", "http://127.0.0.1:9090/prometheus/api/v1/status/config"
+    )
     assert f"replica: {prometheus_host}" in config
 
 
@@ -98,10 +98,9 @@ def _alerting_state(job: str) -> str:
             out.append(f"{host} Prometheus ALERTS: {[a['metric'] for a in alerts]}")
         except subprocess.CalledProcessError as error:
             out.append(f"{host} Prometheus: {error.stderr or error}")
-        groups = on_host(
-            host, "docker", "exec", "alertmanager", "wget", "-q", "-O", "-",
-            "http://127.0.0.1:9093/api/v2/alerts/groups", check=False,
-        )  # fmt: skip
+        groups = get_inside(
+            host, "alertmanager", "http://127.0.0.1:9093/api/v2/alerts/groups", check=False
+        )
         out.append(f"{host} Alertmanager groups: {groups[:3000]}")
         logs = on_host(host, "sh", "-c", "docker logs --tail 30 alertmanager 2>&1", check=False)
         out.append(f"{host} Alertmanager log: {logs[-3000:]}")
@@ -152,10 +151,7 @@ def test_one_alertmanager_stopped_the_alert_still_arrives_once() -> None:
 
 
 def _cluster(host: str) -> dict:
-    status = on_host(
-        host, "docker", "exec", "alertmanager", "wget", "-q", "-O", "-",
-        "http://127.0.0.1:9093/api/v2/status",
-    )  # fmt: skip
+    status = get_inside(host, "alertmanager", "http://127.0.0.1:9093/api/v2/status")
     cluster: dict = json.loads(status)["cluster"]
     return cluster
 
