@@ -119,8 +119,11 @@ http.server.HTTPServer(("0.0.0.0", {WEBHOOK_PORT}), Sink).serve_forever()
 """
 
 
+Payloads = Callable[[], list[dict[str, Any]]]
+
+
 @contextmanager
-def webhook_sink() -> Iterator[Callable[[], list[dict[str, Any]]]]:
+def webhook_sink() -> Iterator[Payloads]:
     """The Alertmanagers' webhook receiver: a container on the site's network at its fixed address.
     Yields a function that returns every payload received so far."""
     name = f"{PREFIX}-webhook-{os.getpid()}"
