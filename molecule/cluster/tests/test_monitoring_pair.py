@@ -130,11 +130,12 @@ def settled(payloads: Payloads, job: str) -> None:
     no overlap, no merge), so that resolution is never sent and the new outage is never notified
     (the repeat interval is 4 h). A test that stops a target starts from a receiver that was
     told the previous outage ended."""
-    wait_for(
+    took = wait_for(
         f"the receiver was told that TargetDown of the model-only host's {job} ended",
         lambda: _told(payloads(), job) != "firing",
         RESOLVE_WAIT,
     )
+    print(f"\n{job}: the receiver knew the previous outage ended after {took:.0f} s")
 
 
 def _content(payload: dict[str, Any]) -> str:
@@ -155,6 +156,8 @@ def assert_alerted_once(payloads: Payloads, since: float, job: str) -> None:
         )
     except AssertionError as error:
         raise AssertionError(f"{error}\n{_alerting_state(job)}\npayloads: {payloads()}") from None
+    took = time.time() - since
+    print(f"{job}: TargetDown reached the receiver {took:.0f} s after the target stopped")
     time.sleep(DUPLICATE_WINDOW)
     delivered = firing(payloads(), since, alertname="TargetDown", job=job, host=HOSTS[2])
     copies = Counter(_content(p) for p in delivered)
