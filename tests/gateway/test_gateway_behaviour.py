@@ -60,6 +60,8 @@ def test_healthz_needs_no_key(multi: Gateway, ca: Path) -> None:
 
 
 def test_missing_or_unknown_key_is_401_json(multi: Gateway, ca: Path, lab: Lab) -> None:
+    for name in ("ollama-a", "ollama-b"):
+        lab.upstreams[name].reset()  # what earlier tests on this worker sent them
     for key in (None, "x" * 64):
         resp = call(multi, ca, "POST", "/api/generate", key, b'{"model":"m"}')
         error_body(resp, 401)
