@@ -95,7 +95,7 @@ CLUSTER_ENV := EDGEAI_CLUSTER_PREFIX=$${EDGEAI_CLUSTER_PREFIX:-edgeai-cluster} \
 molecule-cluster: images ## molecule test -s cluster: a site of three hosts (HA gateway, monitoring pair)
 	source <($(LAB) env) && $(CLUSTER_ENV) $(BIN)/molecule test -s cluster
 
-test: lint unit integration molecule ## every test (the 3-host `molecule-cluster` runs on its own)
+test: lint unit integration molecule molecule-cluster ## every test, the 3-host site's scenario last
 
 arm64: images ## the project's images built for arm64 and serving a real model under qemu
 	$(LAB) images --only onnx-service-arm64
