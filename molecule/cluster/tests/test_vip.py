@@ -1,7 +1,8 @@
 """The gateways' virtual IP (issue 16 items 2 and 6), from a client's side on this machine: the
 VIP answers with the site's certificate; a steady stream of OIP infer requests survives the
-holder host's stop (failed requests and the longest gap are measured and printed); the host that
-comes back rejoins without a converge and does not take the VIP back (no flap)."""
+holder host's stop (the longest gap and the connections the move cut are measured and printed; a
+cut request is retried by the client within the 3 s failover goal, and none may fail); the host
+that comes back rejoins without a converge and does not take the VIP back (no flap)."""
 
 from __future__ import annotations
 
@@ -22,12 +23,20 @@ def holder() -> str | None:
     return holders[0] if holders else None
 
 
+# How long a client retries an idempotent request whose connection was lost: the failover goal
+RETRY_BUDGET = 3.0
+
+
 @dataclass
 class Stream:
-    """A client that sends OIP infer requests through the VIP, one after the other."""
+    """A client that sends OIP infer requests through the VIP, one after the other. A request
+    whose connection fails (a TLS handshake or a keep-alive connection cut where the VIP left)
+    is retried on a new connection for up to RETRY_BUDGET seconds, as a client of an idempotent
+    API does; ``cut`` counts those first attempts, ``failed`` what no retry saved."""
 
     ok: list[float] = field(default_factory=list)
     failed: list[float] = field(default_factory=list)
+    cut: list[float] = field(default_factory=list)
     # what the client saw of each failure: the status, or the exception and its innermost reason
     seen: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
@@ -37,25 +46,47 @@ class Stream:
         while not self.stop.is_set():
             now = time.monotonic()
             try:
-                answer = session.post(
-                    f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA,
-                    timeout=2,
-                )  # fmt: skip
+                answer = self.infer(session)
             except requests.RequestException as error:
-                self.failed.append(now)
-                reason = str(error).rsplit(":", 1)[-1].strip(" ')\"")[:60]
-                self.seen.append(f"{type(error).__name__} ({reason})")
+                self.cut.append(now)
+                self.seen.append(_reason(error))
                 session = requests.Session()
-                time.sleep(0.05)
-                continue
+                answer, now = self.retry(session, now)
+                if answer is None:
+                    self.failed.append(now)
+                    continue
             if answer.status_code == 200:
                 self.ok.append(now)
             else:
                 self.failed.append(now)
                 self.seen.append(f"HTTP {answer.status_code}")
 
+    @staticmethod
+    def infer(session: requests.Session) -> requests.Response:
+        return session.post(
+            f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA, timeout=2
+        )
+
+    def retry(
+        self, session: requests.Session, since: float
+    ) -> tuple[requests.Response | None, float]:
+        """The answer of the first retry that got one, and when that retry was sent."""
+        while time.monotonic() - since < RETRY_BUDGET:
+            time.sleep(0.05)
+            sent = time.monotonic()
+            try:
+                return self.infer(session), sent
+            except requests.RequestException as error:
+                self.seen.append(f"retry: {_reason(error)}")
+        return None, since
+
     def longest_gap(self) -> float:
         return max((b - a for a, b in zip(self.ok, self.ok[1:], strict=False)), default=0.0)
+
+
+def _reason(error: requests.RequestException) -> str:
+    reason = str(error).rsplit(":", 1)[-1].strip(" ')\"")[:60]
+    return f"{type(error).__name__} ({reason})"
 
 
 def test_the_vip_serves_with_the_site_certificate() -> None:
@@ -86,16 +117,16 @@ def test_the_vip_moves_when_its_host_stops_and_stays_when_it_returns() -> None:
     after = [t for t in stream.ok if t > stopped_at]
     assert after, "no request went through after the VIP moved"
     gap = stream.longest_gap()
-    lost = [
-        f"{t - stopped_at:+.2f} s {what}"
-        for t, what in zip(stream.failed, stream.seen, strict=True)
-        if t > stopped_at
-    ]
+    cut = [f"{t - stopped_at:+.2f} s" for t in stream.cut if t > stopped_at]
     print(
         f"VIP failover {first} -> {survivor}: longest gap between two successes {gap:.2f} s, "
-        f"{len(lost)} failed requests, {len(stream.ok)} succeeded; failures (since the stop): "
-        f"{lost}; {survivor}'s keepalived: {_vrrp_log(survivor)}"
+        f"{len(stream.ok)} succeeded, {len(cut)} connections cut and retried {cut}, "
+        f"{len(stream.failed)} failed; what the client saw: {stream.seen}; "
+        f"{survivor}'s keepalived: {_vrrp_log(survivor)}"
     )
+    # a request in flight where the VIP left loses its connection (no gateway can retry it); a
+    # client's retry within the failover goal serves it, and nothing else may fail
+    assert not stream.failed, f"{len(stream.failed)} requests failed: {stream.seen}"
     # the host comes back: its containers restart by themselves (no converge); it stays a backup
     run("docker", "start", first)
     for name in ("gateway", "keepalived"):
