@@ -57,10 +57,16 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 # name -> (extra vars, environment, playbook): what each variant changes against the shipped
 # settings; the playbook is the working tree's, or model_sync.yml as of a commit ("before")
 BEFORE = "ef7885b"  # before the cut: the ONNX health gate ran on converged hosts too
+GATE_BEFORE = "aa30f03"  # before the second cut: the gate ran after every install too
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
     f"before ({BEFORE}), serial 25%": ({}, {}, BEFORE),
     "shipped (serial 25%, forks 10, pipelining)": ({}, {}, ""),
     "one batch (model_sync_serial=100%)": ({"model_sync_serial": "100%"}, {}, ""),
+    f"one batch, ONNX gate after an install too ({GATE_BEFORE})": (
+        {"model_sync_serial": "100%"},
+        {},
+        GATE_BEFORE,
+    ),
     "one batch, no pipelining": (
         {"model_sync_serial": "100%"},
         {"ANSIBLE_PIPELINING": "False"},
