@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import requests
+
 LAB_STATE = Path(os.environ["EDGEAI_LAB_STATE"])
 SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
 IMAGES = json.loads((LAB_STATE / "images.json").read_text())
@@ -48,6 +50,13 @@ INFER = {
         }
     ]
 }
+
+
+def infer(session: requests.Session | None = None, timeout: float = 10) -> requests.Response:
+    """A magika OIP infer request through the VIP, with the user's key."""
+    return (session or requests).post(
+        f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA, timeout=timeout
+    )
 
 
 def run(*argv: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,8 @@ service (per-host counters), and each answer is the one the HTTP route gives."""
 from __future__ import annotations
 
 import numpy as np
-import requests
 import tritonclient.grpc as grpcclient
-from cluster_lab import CA, HOSTS, INFER, SECRETS, URL, USER, VIP, served
+from cluster_lab import CA, HOSTS, INFER, SECRETS, VIP, infer, served
 
 CALLS = 90
 
@@ -18,9 +17,7 @@ def test_grpc_calls_through_the_vip_reach_every_host_with_the_http_answer() -> N
     tensor = grpcclient.InferInput("bytes", list(rows.shape), "INT32")
     tensor.set_data_from_numpy(rows)
     key = {"authorization": f"Bearer {SECRETS['user_key']}"}
-    http = requests.post(
-        f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA, timeout=10
-    )
+    http = infer()
     assert http.status_code == 200, http.text
     expected = {out["name"]: np.asarray(out["data"]) for out in http.json()["outputs"]}
 

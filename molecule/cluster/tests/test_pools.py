@@ -12,21 +12,15 @@ import time
 
 import pytest
 import requests
-from cluster_lab import ADDRESS, CA, HOSTS, INFER, URL, USER, on_host, run, served, wait_for
+from cluster_lab import ADDRESS, CA, HOSTS, infer, on_host, run, served, wait_for
 
 PEER_PORT = 30443  # roles/gateway: gateway_peer_port
-
-
-def infer(session: requests.Session) -> int:
-    return session.post(
-        f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA, timeout=10
-    ).status_code
 
 
 def test_requests_through_the_vip_reach_every_host() -> None:
     before = {h: served(h) for h in HOSTS}
     session = requests.Session()
-    statuses = [infer(session) for _ in range(90)]
+    statuses = [infer(session).status_code for _ in range(90)]
     assert statuses == [200] * 90
     after = {h: served(h) for h in HOSTS}
     spread = {h: after[h] - before[h] for h in HOSTS}
@@ -45,7 +39,7 @@ def test_a_model_host_stopped_under_load_costs_no_request_and_rejoins() -> None:
         session = requests.Session()
         while not stop.is_set():
             try:
-                status = infer(session)
+                status = infer(session).status_code
             except requests.RequestException as error:
                 failed.append(type(error).__name__)
                 continue

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from cluster_lab import CA, HOSTS, INFER, SECRETS, URL, USER, VIP, on_host, run, running, wait_for
+from cluster_lab import CA, HOSTS, SECRETS, URL, USER, VIP, infer, on_host, run, running, wait_for
 
 GATEWAYS = HOSTS[:2]
 
@@ -46,7 +46,7 @@ class Stream:
         while not self.stop.is_set():
             now = time.monotonic()
             try:
-                answer = self.infer(session)
+                answer = infer(session, timeout=2)
             except requests.RequestException as error:
                 self.cut.append(now)
                 self.seen.append(_reason(error))
@@ -61,12 +61,6 @@ class Stream:
                 self.failed.append(now)
                 self.seen.append(f"HTTP {answer.status_code}")
 
-    @staticmethod
-    def infer(session: requests.Session) -> requests.Response:
-        return session.post(
-            f"{URL}/v2/models/magika/infer", json=INFER, headers=USER, verify=CA, timeout=2
-        )
-
     def retry(
         self, session: requests.Session, since: float
     ) -> tuple[requests.Response | None, float]:
@@ -75,7 +69,7 @@ class Stream:
             time.sleep(0.05)
             sent = time.monotonic()
             try:
-                return self.infer(session), sent
+                return infer(session, timeout=2), sent
             except requests.RequestException as error:
                 self.seen.append(f"retry: {_reason(error)}")
         return None, since
