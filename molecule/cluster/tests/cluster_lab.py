@@ -85,6 +85,24 @@ def wait_for(what: str, check: Callable[[], object], timeout: float, step: float
     raise AssertionError(f"{what} (waited {timeout:.0f} s)")
 
 
+GATEWAYS = HOSTS[:2]
+
+
+def holder() -> str | None:
+    """The gateway host whose interfaces carry the VIP (exactly one, or None)."""
+    holders = [h for h in GATEWAYS if f"inet {VIP}/" in on_host(h, "ip", "-4", "addr", check=False)]
+    assert len(holders) <= 1, f"the VIP is on {holders}"
+    return holders[0] if holders else None
+
+
+def vrrp_log(host: str) -> list[str]:
+    """The state changes in the host's keepalived log of the last 2 minutes (and whether the
+    holder said goodbye: a priority-0 advertisement)."""
+    log = run("docker", "exec", host, "docker", "logs", "--since", "2m", "keepalived", check=False)
+    lines = (log.stdout + log.stderr).splitlines()
+    return [line[-90:] for line in lines if "STATE" in line or "priority 0" in line][-4:]
+
+
 def get_inside(host: str, container: str, url: str, check: bool = True) -> str:
     """GET `url` from inside a container on an edge host (its own loopback APIs)."""
     return on_host(host, "docker", "exec", container, "wget", "-q", "-O", "-", url, check=check)

@@ -21,7 +21,19 @@ from pathlib import Path
 
 import requests
 import yaml
-from cluster_lab import CA, HOSTS, URL, USER, on_host, run, running, wait_for
+from cluster_lab import (
+    CA,
+    GATEWAYS,
+    HOSTS,
+    URL,
+    USER,
+    holder,
+    on_host,
+    run,
+    running,
+    vrrp_log,
+    wait_for,
+)
 
 _DEFAULTS = yaml.safe_load(
     (Path(__file__).resolve().parents[3] / "roles/gateway/defaults/main.yml").read_text()
@@ -53,6 +65,7 @@ class LLMStream:
     done: bool = False
     error: str = ""
     ended: float = 0.0
+    last_chunk: float = 0.0
     finished: threading.Event = field(default_factory=threading.Event)
 
     def run(self) -> None:
@@ -67,6 +80,7 @@ class LLMStream:
                 for line in answer.iter_lines():
                     if line:
                         self.chunks += 1
+                        self.last_chunk = time.monotonic()
                         self.done = self.done or _done(line)
         except requests.RequestException as error:
             # requests reports a read timeout in the middle of a body as a ConnectionError
@@ -91,11 +105,27 @@ def _writing(host: str) -> int:
     return int(status.split("Writing:")[1].split()[0])
 
 
+def _load(host: str, model: str) -> None:
+    """Load the model on the host's Ollama (a generate request without a prompt, Ollama's way)."""
+    body = json.dumps({"model": model})
+    request = (
+        "import urllib.request; urllib.request.urlopen(urllib.request.Request("
+        f"'http://127.0.0.1:11434/api/generate', {body!r}.encode(),"
+        " {'Content-Type': 'application/json'}), timeout=240).read()"
+    )
+    on_host(host, "docker", "exec", "ollama", "python", "-c", request)
+
+
 def test_an_llm_stream_on_a_stopped_model_host_ends_cut_and_the_next_is_served() -> None:
     target = HOSTS[2]  # models only: it serves peers' requests, it holds no VIP
     tags = requests.get(f"{URL}/api/tags", headers=USER, verify=CA, timeout=10)
     assert tags.status_code == 200, tags.text
     model = tags.json()["models"][0]["name"]
+    # the model loaded on each host first, one host at a time: the streams measure a host's stop,
+    # not three cold loads at once on the lab's shared cores
+    for host in HOSTS:
+        _load(host, model)
+    vip_holder = holder()
     streams = [LLMStream(model) for _ in range(STREAMS)]
     for stream in streams:
         threading.Thread(target=stream.run, daemon=True).start()
@@ -108,10 +138,15 @@ def test_an_llm_stream_on_a_stopped_model_host_ends_cut_and_the_next_is_served()
             stream.finished.wait(CLIENT_READ_TIMEOUT + 300)
         ends = [
             f"{'done' if s.done else s.error or 'cut'} after {s.chunks} chunks, "
-            f"{s.ended - stopped_at:.1f} s after the stop"
+            f"{s.ended - stopped_at:.1f} s after the stop (last chunk at "
+            f"{s.last_chunk - stopped_at:.1f} s)"
             for s in streams
         ]
         print(f"{STREAMS} LLM streams through the VIP, {target} stopped: {ends}")
+        # a stopped model host is no gateway: the address stays where it was (were it to move,
+        # the streams through it would be cut, which is the VIP test's subject, not this one's)
+        vrrp = {host: vrrp_log(host) for host in GATEWAYS}
+        assert holder() == vip_holder, f"the VIP moved from {vip_holder}: {vrrp}; {ends}"
         assert all(s.finished.is_set() for s in streams), ends
         # the client's read timeout: the gateway kept the stream open past the bound
         assert not [s for s in streams if s.error == "hung"], f"a stream hung: {ends}"

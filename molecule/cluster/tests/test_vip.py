@@ -11,17 +11,20 @@ import time
 from dataclasses import dataclass, field
 
 import requests
-from cluster_lab import CA, HOSTS, SECRETS, URL, USER, VIP, infer, on_host, run, running, wait_for
-
-GATEWAYS = HOSTS[:2]
-
-
-def holder() -> str | None:
-    """The gateway host whose interfaces carry the VIP (exactly one, or None)."""
-    holders = [h for h in GATEWAYS if f"inet {VIP}/" in on_host(h, "ip", "-4", "addr", check=False)]
-    assert len(holders) <= 1, f"the VIP is on {holders}"
-    return holders[0] if holders else None
-
+from cluster_lab import (
+    CA,
+    GATEWAYS,
+    HOSTS,
+    SECRETS,
+    URL,
+    USER,
+    holder,
+    infer,
+    run,
+    running,
+    vrrp_log,
+    wait_for,
+)
 
 # How long a client retries an idempotent request whose connection was lost: the failover goal
 RETRY_BUDGET = 3.0
@@ -116,7 +119,7 @@ def test_the_vip_moves_when_its_host_stops_and_stays_when_it_returns() -> None:
         f"VIP failover {first} -> {survivor}: longest gap between two successes {gap:.2f} s, "
         f"{len(stream.ok)} succeeded, {len(cut)} connections cut and retried {cut}, "
         f"{len(stream.failed)} failed; what the client saw: {stream.seen}; "
-        f"{survivor}'s keepalived: {_vrrp_log(survivor)}"
+        f"{survivor}'s keepalived: {vrrp_log(survivor)}"
     )
     # a request in flight where the VIP left loses its connection (no gateway can retry it); a
     # client's retry within the failover goal serves it, and nothing else may fail
@@ -139,11 +142,3 @@ def test_the_prometheus_route_through_the_vip_sees_every_host() -> None:
     assert answer.status_code == 200, answer.text
     hosts = {r["metric"].get("host") for r in answer.json()["data"]["result"]}
     assert hosts == set(HOSTS), hosts
-
-
-def _vrrp_log(host: str) -> list[str]:
-    """The state changes in the host's keepalived log (and whether the holder said goodbye:
-    a priority-0 advertisement), for the failover's printout."""
-    log = run("docker", "exec", host, "docker", "logs", "--since", "2m", "keepalived", check=False)
-    lines = (log.stdout + log.stderr).splitlines()
-    return [line[-90:] for line in lines if "STATE" in line or "priority 0" in line][-4:]
