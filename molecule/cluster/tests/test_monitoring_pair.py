@@ -58,14 +58,11 @@ def test_each_prometheus_scrapes_every_host(prometheus_host: str) -> None:
 
     # the other hosts' services too, through their relays: the model-only host's ONNX service
     # (an earlier test restarts that host: its service answers a scrape after its exporter does)
-    def onnx() -> list[dict]:
-        return prometheus_query(prometheus_host, f'up{{job="onnx_service", host="{HOSTS[2]}"}}')
+    def onnx_up() -> bool:
+        series = prometheus_query(prometheus_host, f'up{{job="onnx_service", host="{HOSTS[2]}"}}')
+        return bool(series) and all(r["value"][1] == "1" for r in series)
 
-    wait_for(
-        f"{prometheus_host}'s Prometheus scrapes {HOSTS[2]}'s ONNX service",
-        lambda: onnx() and all(r["value"][1] == "1" for r in onnx()),
-        120,
-    )
+    wait_for(f"{prometheus_host}'s Prometheus scrapes {HOSTS[2]}'s ONNX service", onnx_up, 120)
 
 
 @pytest.mark.parametrize("prometheus_host", MONITORING)
