@@ -129,6 +129,9 @@ class Attack:
                 self.problems.append(f"{category}: {problem}")
 
 
+# malformed for a generate or chat request, but a valid /api/show request: it names a model the
+# lab serves, and Ollama's show reads "model" and ignores fields it does not know
+WRONG_TYPES = b'{"model": "gemma3:270m", "messages": "nope", "prompt": 7}'
 BAD_BODIES = [
     b"{",
     b"[]",
@@ -139,7 +142,7 @@ BAD_BODIES = [
     b'{"inputs": [{"name": "bytes", "shape": [1, 2048], "datatype": "NOPE", "data": []}]}',
     b'{"instances": [[1, 2, 3]]}',
     b'{"model": 5, "prompt": ["x"]}',
-    b'{"model": "gemma3:270m", "messages": "nope", "prompt": 7}',
+    WRONG_TYPES,
     b"\xff\xfe\x00garbage",
 ]
 ROUTES = [
@@ -263,6 +266,8 @@ def test_the_appliance_survives_the_abuse_suite(host, ready) -> None:
                                             headers=gzip_headers, data=the_bomb)] * 3  # fmt: skip
     for path, headers in ROUTES:
         for body in BAD_BODIES:
+            if path == "/api/show" and body == WRONG_TYPES:
+                continue
             jobs.append(lambda p=path, h=headers, b=body: attack.send(
                 "malformed bodies", "POST", p, set(range(400, 500)),
                 headers={**h, "Content-Type": "application/json"}, data=b))  # fmt: skip
