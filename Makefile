@@ -95,7 +95,13 @@ CLUSTER_ENV := EDGEAI_CLUSTER_PREFIX=$${EDGEAI_CLUSTER_PREFIX:-edgeai-cluster} \
 molecule-cluster: images ## molecule test -s cluster: a site of three hosts (HA gateway, monitoring pair)
 	source <($(LAB) env) && $(CLUSTER_ENV) $(BIN)/molecule test -s cluster
 
-test: lint unit integration molecule molecule-cluster ## every test, the 3-host site's scenario last
+# Three lanes side by side (edgelab lanes tags each line with its lane and runs each to its end):
+# a converge keeps both cores busy, a verify step mostly waits on the appliance, so the two
+# scenarios and the other stages fill each other's waits (docs/benchmarks.md, "make test").
+test: packages images ## every test: lint, unit and integration beside the two Molecule scenarios
+	$(LAB) lanes "checks=$(MAKE) --no-print-directory lint unit integration" \
+	  "molecule=$(MAKE) --no-print-directory molecule" \
+	  "cluster=$(MAKE) --no-print-directory molecule-cluster"
 
 arm64: images ## the project's images built for arm64 and serving a real model under qemu
 	$(LAB) images --only onnx-service-arm64

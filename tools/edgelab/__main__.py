@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edgelab import caps, engine, images, models, registry, secrets
+from edgelab import caps, engine, images, lanes, models, registry, secrets
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "tests/images/images.yml"
@@ -112,6 +112,11 @@ def cmd_down(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lanes(args: argparse.Namespace) -> int:
+    """Run NAME=COMMAND lanes side by side (make test's stages)."""
+    return lanes.run(lanes.parse(args.lane))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="edgelab", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,10 +135,15 @@ def main(argv: list[str] | None = None) -> int:
         func=cmd_packages
     )
     sub.add_parser("down", help="remove the lab registry and network").set_defaults(func=cmd_down)
+    lanes_parser = sub.add_parser(
+        "lanes", help="run commands side by side, output tagged by lane, every lane to its end"
+    )
+    lanes_parser.add_argument("lane", nargs="+", metavar="NAME=COMMAND", help="a bash command")
+    lanes_parser.set_defaults(func=cmd_lanes)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (engine.EngineError, images.SpecError, RuntimeError) as error:
+    except (engine.EngineError, images.SpecError, lanes.LaneSpecError, RuntimeError) as error:
         print(f"edgelab: error: {error}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,88 @@
+"""`edgelab lanes`, which runs make test's stages side by side."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "tools"))
+
+from edgelab import lanes
+
+TOOLS = Path(lanes.__file__).parents[1]
+
+# each lane waits (up to 10 s) for a file the other lane writes: run one after the other, the
+# first would give up and fail
+HANDSHAKE = (
+    "touch {dir}/{me}; for _ in $(seq 100); do [ -e {dir}/{other} ] && break; sleep 0.1; done; "
+    "[ -e {dir}/{other} ] && echo {me} saw {other}"
+)
+
+
+def _run(specs: list[str]) -> tuple[int, str]:
+    out = io.StringIO()
+    code = lanes.run(lanes.parse(specs), out=out)
+    return code, out.getvalue()
+
+
+def test_lanes_run_at_the_same_time_and_tag_every_line(tmp_path: Path) -> None:
+    code, out = _run(
+        [
+            "left=" + HANDSHAKE.format(dir=tmp_path, me="left", other="right"),
+            "right=" + HANDSHAKE.format(dir=tmp_path, me="right", other="left"),
+        ]
+    )
+    assert code == 0, out
+    assert "left  | left saw right\n" in out
+    assert "right | right saw left\n" in out
+    assert "left  | lane passed after" in out
+    summary = out.split("lanes:\n", 1)[1].splitlines()
+    assert [line.split()[:2] for line in summary] == [["left", "passed"], ["right", "passed"]]
+
+
+def test_a_failed_lane_fails_the_run_and_the_others_still_finish(tmp_path: Path) -> None:
+    code, out = _run(["bad=echo before; exit 3", f"slow=sleep 0.5; echo done > {tmp_path}/x"])
+    assert code == 1
+    assert (tmp_path / "x").read_text() == "done\n"
+    assert "bad  | before\n" in out
+    assert "bad  | lane FAILED (exit 3)" in out
+    summary = out.split("lanes:\n", 1)[1]
+    assert "bad   FAILED (exit 3)" in summary
+    assert "slow  passed" in summary
+
+
+def test_a_lane_runs_with_pipefail_and_stderr_in_its_output() -> None:
+    code, out = _run(["pipe=false | cat", "err=echo oops >&2"])
+    assert code == 1
+    assert "pipe | lane FAILED (exit 1)" in out
+    assert "err  | oops\n" in out
+
+
+@pytest.mark.parametrize(
+    ("specs", "message"),
+    [
+        (["no command"], "a lane is NAME=COMMAND, got 'no command'"),
+        (["=true"], "a lane is NAME=COMMAND"),
+        (["a=true", "a=false"], "lane 'a' is given twice"),
+        ([], "no lane given"),
+    ],
+)
+def test_a_bad_lane_is_named(specs: list[str], message: str) -> None:
+    with pytest.raises(lanes.LaneSpecError, match=message):
+        lanes.parse(specs)
+
+
+def test_the_command_line_reports_a_bad_lane() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "edgelab", "lanes", "oops"],
+        env={"PYTHONPATH": str(TOOLS), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "edgelab: error: a lane is NAME=COMMAND, got 'oops'" in result.stderr

@@ -1,0 +1,104 @@
+"""Run commands side by side as named lanes, each line of output tagged with its lane.
+
+`make test` runs its stages in lanes because most of a Molecule scenario's verify step waits on
+the appliance (requests, timers, alerts) while a converge keeps both cores busy: two scenarios and
+the lint, unit and integration stages side by side fill those waits (docs/benchmarks.md). Every
+lane runs to its end even when another fails, so one run reports every failure; the summary names
+each lane's result and wall time.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+
+class LaneSpecError(ValueError):
+    """A lane was not given as NAME=COMMAND, or a name came twice."""
+
+
+@dataclass
+class Lane:
+    name: str
+    command: str
+    returncode: int | None = None
+    seconds: float = 0.0
+
+
+def parse(specs: Sequence[str]) -> list[Lane]:
+    lanes: list[Lane] = []
+    for spec in specs:
+        name, sep, command = spec.partition("=")
+        if not sep or not name.strip() or not command.strip():
+            raise LaneSpecError(f"a lane is NAME=COMMAND, got {spec!r}")
+        if any(lane.name == name.strip() for lane in lanes):
+            raise LaneSpecError(f"lane {name.strip()!r} is given twice")
+        lanes.append(Lane(name.strip(), command.strip()))
+    if not lanes:
+        raise LaneSpecError("no lane given")
+    return lanes
+
+
+def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
+    """Run every lane at once through bash; 0 when every lane exits 0, else 1."""
+    width = max(len(lane.name) for lane in lanes)
+    lock = threading.Lock()
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def emit(text: str) -> None:
+        with lock:
+            out.write(text)
+            out.flush()
+
+    def follow(lane: Lane, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        started = time.monotonic()
+        for raw in iter(proc.stdout.readline, b""):
+            emit(f"{lane.name:<{width}} | {raw.decode(errors='replace').rstrip(chr(10))}\n")
+        lane.returncode = proc.wait()
+        lane.seconds = time.monotonic() - started
+        emit(f"{lane.name:<{width}} | lane {_verdict(lane)} after {lane.seconds:.0f} s\n")
+
+    def stop(signum: int, _frame: object) -> None:
+        # each lane is a process group of its own: end the commands it started too
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    threads = []
+    try:
+        for lane in lanes:
+            proc = subprocess.Popen(
+                ["bash", "-euo", "pipefail", "-c", lane.command],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            procs.append(proc)
+            thread = threading.Thread(target=follow, args=(lane, proc), daemon=True)
+            thread.start()
+            threads.append(thread)
+        for thread in threads:
+            thread.join()
+    except KeyboardInterrupt:
+        stop(signal.SIGINT, None)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    lines = [
+        f"  {lane.name:<{width}}  {_verdict(lane):<20} {lane.seconds:7.0f} s" for lane in lanes
+    ]
+    emit("lanes:\n" + "\n".join(lines) + "\n")
+    return 0 if all(lane.returncode == 0 for lane in lanes) else 1
+
+
+def _verdict(lane: Lane) -> str:
+    return "passed" if lane.returncode == 0 else f"FAILED (exit {lane.returncode})"
