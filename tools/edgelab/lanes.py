@@ -67,13 +67,15 @@ def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
         emit(f"{lane.name:<{width}} | lane {_verdict(lane)} after {lane.seconds:.0f} s\n")
 
     def stop(signum: int, _frame: object) -> None:
-        # each lane is a process group of its own: end the commands it started too
+        # each lane is a process group of its own (a terminal's Ctrl-C or a CI runner's kill
+        # reaches this process, not them): end every command the lanes started
         for proc in procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)
         raise SystemExit(128 + signum)
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    ending = (signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, stop) for signum in ending}
     threads = []
     try:
         for lane in lanes:
@@ -92,7 +94,8 @@ def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
     except KeyboardInterrupt:
         stop(signal.SIGINT, None)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     lines = [
         f"  {lane.name:<{width}}  {_verdict(lane):<20} {lane.seconds:7.0f} s" for lane in lanes
     ]

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +89,35 @@ def test_the_command_line_reports_a_bad_lane() -> None:
     )
     assert result.returncode == 1
     assert "edgelab: error: a lane is NAME=COMMAND, got 'oops'" in result.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
+def test_a_stopped_run_ends_every_lane(tmp_path: Path, signum: int) -> None:
+    pids = tmp_path / "pids"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "edgelab", "lanes", *(
+            f"{name}=sh -c 'echo $$ >> {pids}; exec sleep 60'" for name in ("one", "two")
+        )],
+        env={"PYTHONPATH": str(TOOLS), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleepers = [int(pid) for pid in pids.read_text().split()]
+    assert len(sleepers) == 2
+    run.send_signal(signum)
+    assert run.wait(timeout=10) != 0
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in sleepers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in sleepers if _alive(pid)], "a lane's command outlived the run"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a killed child not yet reaped by its (killed) parent is a zombie: gone for the test
+    return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
