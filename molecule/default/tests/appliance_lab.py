@@ -17,6 +17,8 @@ SECRETS = json.loads((LAB_STATE / "secrets.json").read_text())
 IMAGES = json.loads((LAB_STATE / "images.json").read_text())
 CA = str(LAB_STATE / "gateway-ca/ca.crt")
 INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
+# the gateway's access log on the edge host, a JSON object per request
+ACCESS_LOG = "/var/log/edgeai/gateway/access.log"
 USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
 ADMIN = {"X-API-Key": SECRETS["admin_key"]}
 PROMETHEUS_AUTH = ("lab", SECRETS["prometheus_password"])

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import numpy as np
 import requests
-from appliance_lab import CA, INSTANCE, SECRETS, USER, gateway_url, wait_for
+from appliance_lab import ACCESS_LOG, CA, INSTANCE, SECRETS, USER, gateway_url, wait_for
 from openai import OpenAI
 
 URL = gateway_url()
@@ -32,9 +32,6 @@ def direct(texts: list[str]) -> dict:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return json.loads(out)
-
-
-ACCESS_LOG = "/var/log/edgeai/gateway/access.log"
 
 
 def access_entry(request_id: str) -> dict | None:

@@ -21,10 +21,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
+# the Figure API, not pyplot: FastAPI draws each panel on a thread of its pool, and pyplot keeps
+# every figure in one global registry (matplotlib's advice for web servers)
+from matplotlib.figure import Figure
 
 # Grafana's classic palette; "No data" and axes are drawn in greys, never in these colours.
 PALETTE = ["#73BF69", "#F2CC0C", "#8AB8FF", "#FF780A", "#F2495C", "#5794F2", "#B877D9"]
@@ -190,48 +189,45 @@ def render_panel(
     grid = panel.get("gridPos", {})
     width = max(3.0, int(grid.get("w", 12)) * 0.55)
     height = max(1.6, int(grid.get("h", 8)) * 0.42)
-    figure = plt.figure(figsize=(width, height), dpi=80, facecolor=BACKGROUND)
-    try:
-        axes = figure.add_axes((0.08, 0.15, 0.9, 0.8), facecolor=BACKGROUND)
-        for spine in axes.spines.values():
-            spine.set_color("#2c3235")
-        axes.tick_params(colors=MUTED, labelsize=7)
-        kind = panel.get("type")
-        if not series:
-            axes.set_axis_off()
-            axes.text(0.5, 0.5, "No data", color=MUTED, ha="center", va="center", fontsize=12)
-        elif kind == "stat":
-            axes.set_axis_off()
-            last = series[0].values[-1]
-            axes.plot(series[0].times, series[0].values, color=PALETTE[0], alpha=0.5, marker=".")
+    figure = Figure(figsize=(width, height), dpi=80, facecolor=BACKGROUND)
+    axes = figure.add_axes((0.08, 0.15, 0.9, 0.8), facecolor=BACKGROUND)
+    for spine in axes.spines.values():
+        spine.set_color("#2c3235")
+    axes.tick_params(colors=MUTED, labelsize=7)
+    kind = panel.get("type")
+    if not series:
+        axes.set_axis_off()
+        axes.text(0.5, 0.5, "No data", color=MUTED, ha="center", va="center", fontsize=12)
+    elif kind == "stat":
+        axes.set_axis_off()
+        last = series[0].values[-1]
+        axes.plot(series[0].times, series[0].values, color=PALETTE[0], alpha=0.5, marker=".")
+        axes.text(
+            0.5, 0.5, _number(last), color=PALETTE[0], ha="center", va="center",
+            fontsize=20, fontweight="bold", transform=axes.transAxes,
+        )  # fmt: skip
+    elif kind == "table":
+        axes.set_axis_off()
+        for row, item in enumerate(series[:8]):
             axes.text(
-                0.5, 0.5, _number(last), color=PALETTE[0], ha="center", va="center",
-                fontsize=20, fontweight="bold", transform=axes.transAxes,
+                0.01, 0.92 - row * 0.12, f"{item.label}: {_number(item.values[-1])}",
+                color=PALETTE[row % len(PALETTE)], fontsize=8, transform=axes.transAxes,
             )  # fmt: skip
-        elif kind == "table":
-            axes.set_axis_off()
-            for row, item in enumerate(series[:8]):
-                axes.text(
-                    0.01, 0.92 - row * 0.12, f"{item.label}: {_number(item.values[-1])}",
-                    color=PALETTE[row % len(PALETTE)], fontsize=8, transform=axes.transAxes,
-                )  # fmt: skip
-        else:
-            start = end - RANGE_SECONDS
-            for index, item in enumerate(series[:12]):
-                minutes = [(t - start) / 60 for t in item.times]
-                # a series with few points gets markers: one point alone draws no line; 2.5 px
-                # so that even a flat line covers whole pixels in its colour
-                marker = "o" if len(item.times) <= 5 else None
-                axes.plot(
-                    minutes, item.values, color=PALETTE[index % len(PALETTE)], linewidth=2.5,
-                    marker=marker, markersize=4,
-                )  # fmt: skip
-            axes.set_xlim(0, 60)
-            axes.set_xlabel("minutes in the last hour", color=MUTED, fontsize=7)
-        out = io.BytesIO()
-        figure.savefig(out, format="png", facecolor=BACKGROUND)
-    finally:
-        plt.close(figure)
+    else:
+        start = end - RANGE_SECONDS
+        for index, item in enumerate(series[:12]):
+            minutes = [(t - start) / 60 for t in item.times]
+            # a series with few points gets markers: one point alone draws no line; 2.5 px
+            # so that even a flat line covers whole pixels in its colour
+            marker = "o" if len(item.times) <= 5 else None
+            axes.plot(
+                minutes, item.values, color=PALETTE[index % len(PALETTE)], linewidth=2.5,
+                marker=marker, markersize=4,
+            )  # fmt: skip
+        axes.set_xlim(0, 60)
+        axes.set_xlabel("minutes in the last hour", color=MUTED, fontsize=7)
+    out = io.BytesIO()
+    figure.savefig(out, format="png", facecolor=BACKGROUND)
     return out.getvalue(), len(series)
 
 

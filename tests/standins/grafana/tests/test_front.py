@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from fastapi.testclient import TestClient
 from grafana_standin import Settings, create_app
-from grafana_standin.front import BANNER, PALETTE
+from grafana_standin.front import BANNER, PALETTE, render_panel
 from PIL import Image
 
 EMPTY = "edgeai_no_such_metric"
@@ -215,3 +215,32 @@ def test_a_flat_series_is_drawn_in_whole_pixels_of_its_colour(
     png = web.get("/grafana/render/panel/site-empty/2.png")
     assert png.headers["x-panel-series"] == "1"
     assert palette_pixels(png.content) > 50
+
+
+def test_panels_drawn_at_the_same_time_are_each_whole(prometheus: FakePrometheus) -> None:
+    """FastAPI draws each panel on a thread of its pool, and a browser asks for a dashboard's
+    panels at once: on a busy host their drawing overlaps, and each must still come out whole
+    (the stand-in draws with matplotlib's Figure API: pyplot keeps one global figure registry)."""
+    panel = {"type": "timeseries", "targets": [{"expr": "rate(x[5m])"}], "gridPos": {"w": 12}}
+    results: list[tuple[bytes, int]] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def draw() -> None:
+        start.wait()
+        try:
+            for _ in range(3):
+                results.append(render_panel(panel, prometheus.url, 1_700_000_000.0))
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=draw) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    assert len(results) == 12
+    alone = palette_pixels(render_panel(panel, prometheus.url, 1_700_000_000.0)[0])
+    assert alone > 50
+    assert {(count, palette_pixels(png)) for png, count in results} == {(1, alone)}
