@@ -19,6 +19,16 @@ CA = str(LAB_STATE / "gateway-ca/ca.crt")
 INSTANCE = os.environ.get("EDGEAI_INSTANCE", "edgeai-molecule-edge")
 # the gateway's access log on the edge host, a JSON object per request
 ACCESS_LOG = "/var/log/edgeai/gateway/access.log"
+
+
+def access_log(needle: str) -> list[str]:
+    """The gateway's access log lines on the edge host that contain `needle`."""
+    return subprocess.run(
+        ["docker", "exec", INSTANCE, "grep", "-h", "-F", needle, ACCESS_LOG],
+        capture_output=True, text=True, check=False,
+    ).stdout.splitlines()  # fmt: skip
+
+
 USER = {"Authorization": f"Bearer {SECRETS['user_key']}"}
 ADMIN = {"X-API-Key": SECRETS["admin_key"]}
 PROMETHEUS_AUTH = ("lab", SECRETS["prometheus_password"])

@@ -12,7 +12,7 @@ import uuid
 import httpx
 import numpy as np
 import requests
-from appliance_lab import ACCESS_LOG, CA, INSTANCE, SECRETS, USER, gateway_url, wait_for
+from appliance_lab import CA, INSTANCE, SECRETS, USER, access_log, gateway_url, wait_for
 from openai import OpenAI
 
 URL = gateway_url()
@@ -35,10 +35,7 @@ def direct(texts: list[str]) -> dict:
 
 
 def access_entry(request_id: str) -> dict | None:
-    lines = subprocess.run(
-        ["docker", "exec", INSTANCE, "grep", "-h", request_id, ACCESS_LOG],
-        capture_output=True, text=True, check=False,
-    ).stdout.splitlines()  # fmt: skip
+    lines = access_log(request_id)
     return json.loads(lines[-1]) if lines else None
 
 

@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import time
 from pathlib import Path
 
 import requests
 from appliance_lab import (
-    ACCESS_LOG,
     CA,
-    INSTANCE,
     LAB_STATE,
     SECRETS,
+    access_log,
     gateway_url,
     prometheus_api,
     published,
@@ -93,15 +91,6 @@ def panel_queries(uid: str) -> dict[str, list[str]]:
     }
 
 
-def panel_log(uid: str) -> list[str]:
-    """The gateway's last log lines for this dashboard's panel images (status, upstream time):
-    what a failed image got, for the failure message."""
-    return subprocess.run(
-        ["docker", "exec", INSTANCE, "grep", "-h", f"/grafana/render/panel/{uid}/", ACCESS_LOG],
-        capture_output=True, text=True, check=False,
-    ).stdout.splitlines()[-12:]  # fmt: skip
-
-
 def test_a_browser_logs_in_and_every_panel_is_drawn_from_data() -> None:
     host, port = published().rsplit(":", 1)
     shots = LAB_STATE / "screenshots"
@@ -134,7 +123,8 @@ def test_a_browser_logs_in_and_every_panel_is_drawn_from_data() -> None:
             browser.screenshot(shots / f"{uid}.png")
             assert counts, f"{uid}: no panels"
             assert all(n >= 0 for n in counts.values()), (
-                f"{uid}: an image did not load: {counts}; the gateway's log: {panel_log(uid)}"
+                f"{uid}: an image did not load: {counts}; the gateway's log of its panels: "
+                f"{access_log(f'/grafana/render/panel/{uid}/')[-12:]}"
             )
             for title, pixels in counts.items():
                 total += 1
