@@ -23,6 +23,7 @@ NEEDS_PACKAGES = {
     "tests/unit/grafana/test_dashboards.py::test_promtool_rejects_a_broken_query": "promtool",
     "tests/unit/recovery/test_autoheal.py::test_metrics_file_describes_every_container": "promtool",
     "tests/unit/test_hardening_firewall.py::test_nft_accepts_the_ruleset": "nftables",
+    "tests/unit/tools/test_browser.py": "chromium",
 }
 
 

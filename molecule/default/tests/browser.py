@@ -71,8 +71,12 @@ class Browser:
             time.sleep(0.1)
         self.port = int(port_file.read_text().splitlines()[0])
         self.ids = itertools.count(1)
+        # what the page fetched, from the DevTools Network events: request id -> url, status or
+        # the network error Chromium reported (net::ERR_...), for failure messages
+        self.fetches: dict[str, dict[str, Any]] = {}
         self.loop = asyncio.new_event_loop()
         self.ws = self.loop.run_until_complete(self._attach())
+        self.call("Network.enable")
 
     async def _attach(self) -> Any:
         url = f"http://127.0.0.1:{self.port}/json/list"
@@ -90,6 +94,51 @@ class Browser:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return dict(message.get("result", {}))
+            self._note(message.get("method", ""), message.get("params", {}))
+
+    def _note(self, event: str, params: dict[str, Any]) -> None:
+        if not event.startswith("Network.") or "requestId" not in params:
+            return
+        fetch = self.fetches.setdefault(params["requestId"], {})
+        if event == "Network.requestWillBeSent":
+            fetch.update(url=params["request"]["url"], sent=params.get("timestamp"))
+        elif event == "Network.responseReceived":
+            fetch.update(status=params["response"].get("status"))
+        elif event == "Network.loadingFinished":
+            fetch.update(finished=params.get("timestamp"))
+        elif event == "Network.loadingFailed":
+            fetch.update(
+                error=params.get("errorText"),
+                canceled=params.get("canceled", False),
+                blocked=params.get("blockedReason"),
+                failed=params.get("timestamp"),
+            )
+
+    def lost(self, needle: str) -> bool:
+        """Did a fetch of this page whose URL contains needle fail in the network, before any
+        HTTP status arrived (a connection reset on the way, not an answer of the server)?"""
+        return any(
+            needle in f.get("url", "") and "error" in f and "status" not in f
+            for f in self.fetches.values()
+        )
+
+    def fetched(self, needle: str) -> list[str]:
+        """How each fetch of this page whose URL contains needle ended, as Chromium saw it: its
+        status, the network error and whether it was cancelled, seconds from its start."""
+        lines = []
+        for fetch in self.fetches.values():
+            if needle not in fetch.get("url", ""):
+                continue
+            start = fetch.get("sent") or 0.0
+            end = fetch.get("failed") or fetch.get("finished") or start
+            outcome = fetch.get("error") or ("finished" if "finished" in fetch else "pending")
+            extra = " cancelled" if fetch.get("canceled") else ""
+            extra += f" blocked: {fetch['blocked']}" if fetch.get("blocked") else ""
+            lines.append(
+                f"{fetch['url'].rsplit('/', 1)[-1]} status {fetch.get('status', '-')} "
+                f"{outcome}{extra} after {end - start:.3f} s"
+            )
+        return lines
 
     def call(self, method: str, params: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.loop.run_until_complete(self._call(method, params))
@@ -104,7 +153,9 @@ class Browser:
         return result["result"].get("value")
 
     def goto(self, url: str) -> None:
+        """Open url and wait until its page has loaded; the record of fetches starts again."""
         self.call("Page.enable")
+        self.fetches.clear()
         self.call("Page.navigate", {"url": url})
         self.wait_for("document.readyState === 'complete'")
 

@@ -91,6 +91,22 @@ def panel_queries(uid: str) -> dict[str, list[str]]:
     }
 
 
+def open_dashboard(browser: Browser, link: str, panels: str) -> dict[str, int]:
+    """Open a dashboard and count its panels' series pixels. A panel image that Chromium lost in
+    the network, before any HTTP status, is a client-side fault of a loaded test machine: in the
+    runs where it happened the gateway logged 499 (the client went away) for each, never an
+    error of its own. The page is opened again then, twice at most, and each loss is printed.
+    An answer with an error status fails at once."""
+    for _ in range(2):
+        browser.goto(link)
+        counts = browser.evaluate(COUNT_PIXELS)
+        if all(n >= 0 for n in counts.values()) or not browser.lost(panels):
+            return dict(counts)
+        print(f"{link}: panel images lost in the network, opened again: {browser.fetched(panels)}")
+    browser.goto(link)
+    return dict(browser.evaluate(COUNT_PIXELS))
+
+
 def test_a_browser_logs_in_and_every_panel_is_drawn_from_data() -> None:
     host, port = published().rsplit(":", 1)
     shots = LAB_STATE / "screenshots"
@@ -118,13 +134,13 @@ def test_a_browser_logs_in_and_every_panel_is_drawn_from_data() -> None:
         for uid, link in sorted(uids.items()):
             queries = panel_queries(uid)
             before = {title: prometheus_has_data(exprs) for title, exprs in queries.items()}
-            browser.goto(link)
-            counts = browser.evaluate(COUNT_PIXELS)
+            counts = open_dashboard(browser, link, f"/grafana/render/panel/{uid}/")
             browser.screenshot(shots / f"{uid}.png")
             assert counts, f"{uid}: no panels"
             assert all(n >= 0 for n in counts.values()), (
-                f"{uid}: an image did not load: {counts}; the gateway's log of its panels: "
-                f"{access_log(f'/grafana/render/panel/{uid}/')[-12:]}"
+                f"{uid}: an image did not load: {counts}; what Chromium saw: "
+                f"{browser.fetched(f'/grafana/render/panel/{uid}/')}; the gateway's log of "
+                f"its panels: {access_log(f'/grafana/render/panel/{uid}/')[-12:]}"
             )
             for title, pixels in counts.items():
                 total += 1
