@@ -27,7 +27,7 @@ export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export EDGEAI_NO_SKIP := 1
 
 .PHONY: help setup packages lint sanity docs unit unit-python unit-packages images integration \
-  molecule molecule-cluster test test-lanes lab lab-down lab-cluster lab-cluster-down clean arm64 release-images
+  molecule molecule-cluster test lab lab-down lab-cluster lab-cluster-down clean arm64 release-images
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -95,14 +95,11 @@ CLUSTER_ENV := EDGEAI_CLUSTER_PREFIX=$${EDGEAI_CLUSTER_PREFIX:-edgeai-cluster} \
 molecule-cluster: images ## molecule test -s cluster: a site of three hosts (HA gateway, monitoring pair)
 	source <($(LAB) env) && $(CLUSTER_ENV) $(BIN)/molecule test -s cluster
 
-test: lint unit integration molecule molecule-cluster ## every test, the 3-host site's scenario last
-
-# The same stages in three lanes side by side (edgelab lanes tags each line with its lane and runs
-# each to its end): a converge keeps both cores busy while a verify step mostly waits, so the
-# lanes fill each other's waits (33-39 min against 63 on a slow 2-core machine). Not yet what
-# `make test` runs: its first three runs each found a step that failed under that load (fixed;
-# docs/benchmarks.md, "make test in three lanes").
-test-lanes: packages images ## every test, in three lanes side by side (faster; a heavier load)
+# Every test in three lanes side by side (edgelab lanes tags each line with its lane and runs each
+# to its end): a converge keeps both cores busy while a verify step mostly waits on the appliance,
+# so the lanes fill each other's waits (docs/benchmarks.md, "make test in three lanes"). Run one
+# target alone (make lint, make molecule, ...) to see its output in one piece.
+test: packages images ## every test: lint, unit and integration beside the two Molecule scenarios
 	$(LAB) lanes "checks=$(MAKE) --no-print-directory lint unit integration" \
 	  "molecule=$(MAKE) --no-print-directory molecule" \
 	  "cluster=$(MAKE) --no-print-directory molecule-cluster"
