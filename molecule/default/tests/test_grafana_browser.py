@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from pathlib import Path
 
 import requests
@@ -95,14 +96,15 @@ def open_dashboard(browser: Browser, link: str, panels: str) -> dict[str, int]:
     """Open a dashboard and count its panels' series pixels. A panel image that Chromium lost in
     the network, before any HTTP status, is a client-side fault of a loaded test machine: in the
     runs where it happened the gateway logged 499 (the client went away) for each, never an
-    error of its own. The page is opened again then, twice at most, and each loss is printed.
-    An answer with an error status fails at once."""
+    error of its own. The page is opened again then, twice at most, and each loss is a warning
+    in pytest's summary. An answer with an error status fails at once."""
     for _ in range(2):
         browser.goto(link)
         counts = browser.evaluate(COUNT_PIXELS)
         if all(n >= 0 for n in counts.values()) or not browser.lost(panels):
             return dict(counts)
-        print(f"{link}: panel images lost in the network, opened again: {browser.fetched(panels)}")
+        lost = browser.fetched(panels)
+        warnings.warn(f"{link}: panel images lost, opened again: {lost}", stacklevel=1)
     browser.goto(link)
     return dict(browser.evaluate(COUNT_PIXELS))
 
