@@ -51,11 +51,27 @@ def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
     width = max(len(lane.name) for lane in lanes)
     lock = threading.Lock()
     procs: list[subprocess.Popen[bytes]] = []
+    closed = threading.Event()
+
+    def end_all() -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
 
     def emit(text: str) -> None:
         with lock:
-            out.write(text)
-            out.flush()
+            if closed.is_set():
+                return
+            try:
+                out.write(text)
+                out.flush()
+            except BrokenPipeError:
+                # the reader went away (`make test | head`): as SIGPIPE ends a command whose
+                # output nobody reads, end every lane, and write nothing more
+                closed.set()
+                end_all()
+                if out is sys.stdout:
+                    os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
 
     def follow(lane: Lane, proc: subprocess.Popen[bytes]) -> None:
         assert proc.stdout is not None
@@ -69,9 +85,7 @@ def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
     def stop(signum: int, _frame: object) -> None:
         # each lane is a process group of its own (a terminal's Ctrl-C or a CI runner's kill
         # reaches this process, not them): end every command the lanes started
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+        end_all()
         raise SystemExit(128 + signum)
 
     ending = (signal.SIGTERM, signal.SIGHUP)

@@ -114,6 +114,35 @@ def test_a_stopped_run_ends_every_lane(tmp_path: Path, signum: int) -> None:
     assert not [pid for pid in sleepers if _alive(pid)], "a lane's command outlived the run"
 
 
+def test_a_reader_that_goes_away_ends_every_lane(tmp_path: Path) -> None:
+    """`make test | head`: once nobody reads the output, the lanes end (as SIGPIPE ends a
+    command), with no traceback."""
+    pids = tmp_path / "pids"
+    read_end, write_end = os.pipe()
+    run = subprocess.Popen(
+        [sys.executable, "-m", "edgelab", "lanes", *(
+            f"{name}=echo $$ >> {pids}; sleep 0.5; echo {name}; exec sleep 60"
+            for name in ("one", "two")
+        )],
+        env={"PYTHONPATH": str(TOOLS), "PATH": "/usr/bin:/bin"},
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+    )  # fmt: skip
+    os.close(write_end)
+    deadline = time.monotonic() + 10
+    while (not pids.exists() or len(pids.read_text().split()) < 2) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sleepers = [int(pid) for pid in pids.read_text().split()]
+    os.close(read_end)  # before the lanes' first line
+    assert run.wait(timeout=10) == 1
+    assert run.stderr is not None
+    assert run.stderr.read() == b""
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in sleepers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not [pid for pid in sleepers if _alive(pid)], "a lane's command outlived the run"
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
