@@ -30,6 +30,7 @@ pytestmark = [
 
 
 Series = dict[str, float]  # a /metrics page: series -> value
+SEP = "\u001f"  # between the parts of a key in the gateway's dictionary and its saved file
 
 
 class Metered:
@@ -334,3 +335,48 @@ def test_counters_survive_a_restart(metered: Metered, ca: Path, lab: Lab) -> Non
     # and the budget still holds
     over = post(metered, ca, "/api/generate", lab.keys.budget, {"model": "gemma3:270m"})
     assert over.status == 429
+
+
+def test_every_worker_has_every_restored_count_from_its_first_request(
+    metered: Metered, ca: Path, lab: Lab
+) -> None:
+    """After a start, scrapes that reach both workers at the same moment all show every saved
+    count: none goes on while the other worker is still reading them back, and none stops at
+    the 1,024 entries njs's items() returns unless told more. 6,000 more saved series make
+    reading them back take long enough for the scrapes to meet it."""
+    state = metered.scenario.root / "state" / "llm-usage.json"
+    saved = json.loads(state.read_text())
+    assert saved[SEP.join(["t", "alice", "keep:1b", "completion"])] == 5  # the test before
+    filler = {SEP.join(["t", f"app-{i}", "filler:1b", "prompt"]): 1 for i in range(6000)}
+    state.write_text(json.dumps(saved | filler))
+
+    def scrape(barrier: threading.Barrier, seen: list[tuple[float, int]]) -> None:
+        barrier.wait()
+        page = metered.metrics()
+        apps = sum(1 for series in page if 'model="filler:1b"' in series)
+        seen.append((tokens(page, "alice", "keep:1b", "completion"), apps))
+
+    for _ in range(3):
+        docker("restart", metered.name)
+        metered.wait()  # /healthz, which reads no count
+        barrier = threading.Barrier(16)
+        seen: list[tuple[float, int]] = []
+        threads = [threading.Thread(target=scrape, args=(barrier, seen)) for _ in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert set(seen) == {(5, 6000)}, seen
+    # and the next save holds every series too
+    lab.upstreams["ollama-a"].gate.release.set()
+    body = {"model": "keep:1b", "stream": False}
+    assert post(metered, ca, "/api/generate", lab.keys.alice, body).status == 200
+    alice = SEP.join(["t", "alice", "keep:1b", "completion"])
+    for _ in range(100):  # gw-meter saves every second
+        now = json.loads(state.read_text())
+        if now.get(alice) == 10:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the second keep:1b answer was not saved in {state} within 10 s")
+    assert sum(1 for k in now if k.split(SEP)[2:3] == ["filler:1b"]) == 6000
