@@ -9,6 +9,7 @@ each lane's result and wall time.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -56,7 +57,8 @@ def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
     def end_all() -> None:
         for proc in procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.killpg(proc.pid, signal.SIGTERM)
 
     def emit(text: str) -> None:
         with lock:

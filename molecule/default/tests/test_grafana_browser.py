@@ -95,7 +95,7 @@ def panel_queries(uid: str) -> dict[str, list[str]]:
 def open_dashboard(browser: Browser, link: str, panels: str) -> dict[str, int]:
     """Open a dashboard and count its panels' series pixels. A panel image that Chromium lost in
     the network, before any HTTP status, is a client-side fault of a loaded test machine: in the
-    runs where it happened the gateway logged 499 (the client went away) for each, never an
+    run where it was logged the gateway logged 499 (the client went away) for each, never an
     error of its own. The page is opened again then, twice at most, and each loss is a warning
     in pytest's summary. An answer with an error status fails at once."""
     for _ in range(2):
