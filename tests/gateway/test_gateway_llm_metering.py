@@ -309,6 +309,16 @@ def test_onnx_requests_are_not_metered(metered: Metered, ca: Path, lab: Lab) -> 
     assert metered.metrics() == before
 
 
+def saved_when(metered: Metered, done: Callable[[dict], bool], what: str) -> dict:
+    """The gateway's saved file once done(its content) holds (gw-meter saves every second)."""
+    state = metered.scenario.root / "state" / "llm-usage.json"
+    for _ in range(100):
+        if state.exists() and done(saved := json.loads(state.read_text())):
+            return saved
+        time.sleep(0.1)
+    raise AssertionError(f"{what} was not saved in {state} within 10 s")
+
+
 def test_counters_survive_a_restart(metered: Metered, ca: Path, lab: Lab) -> None:
     lab.upstreams["ollama-a"].gate.release.set()
     assert (
@@ -320,13 +330,7 @@ def test_counters_survive_a_restart(metered: Metered, ca: Path, lab: Lab) -> Non
     metered.metrics_when(
         'edgeai_llm_tokens_total{key="alice",model="keep:1b",kind="completion"}', 5
     )
-    saved = metered.scenario.root / "state" / "llm-usage.json"
-    for _ in range(100):  # gw-meter saves every second
-        if saved.exists() and any(re.search("keep:1b", k) for k in json.loads(saved.read_text())):
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"keep:1b was not saved in {saved} within 10 s")
+    saved_when(metered, lambda saved: any(re.search("keep:1b", k) for k in saved), "keep:1b")
     docker("restart", metered.name)
     metered.wait()
     after = metered.metrics()
@@ -373,11 +377,5 @@ def test_every_worker_has_every_restored_count_from_its_first_request(
     body = {"model": "keep:1b", "stream": False}
     assert post(metered, ca, "/api/generate", lab.keys.alice, body).status == 200
     alice = SEP.join(["t", "alice", "keep:1b", "completion"])
-    for _ in range(100):  # gw-meter saves every second
-        now = json.loads(state.read_text())
-        if now.get(alice) == 10:
-            break
-        time.sleep(0.1)
-    else:
-        raise AssertionError(f"the second keep:1b answer was not saved in {state} within 10 s")
+    now = saved_when(metered, lambda saved: saved.get(alice) == 10, "the second keep:1b answer")
     assert sum(1 for k in now if k.split(SEP)[2:3] == ["filler:1b"]) == 6000
