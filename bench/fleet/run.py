@@ -54,10 +54,12 @@ IMAGE = os.environ.get("MSYNC_ONNX_IMAGE", "")
 PLAYBOOK = ROOT / "playbooks" / "model_sync.yml"
 ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 
-# name -> (extra vars, environment, playbook): what each variant changes against the shipped
-# settings; the playbook is the working tree's, or model_sync.yml as of a commit ("before")
+# name -> (extra vars, environment, revision): what each variant changes against the shipped
+# settings; the revision is "" for the working tree, or a commit whose whole collection (playbook,
+# roles, plugins) the variant runs ("before" a change)
 BEFORE = "ef7885b"  # before the cut: the ONNX health gate ran on converged hosts too
 GATE_BEFORE = "aa30f03"  # before the second cut: the gate ran after every install too
+TASKS_BEFORE = "fd344b0"  # before one task per host: plan, staging directories, copy, install
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
     f"before ({BEFORE}), serial 25%": ({}, {}, BEFORE),
     "shipped (serial 25%, forks 10, pipelining)": ({}, {}, ""),
@@ -66,6 +68,11 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
         {"model_sync_serial": "100%"},
         {},
         GATE_BEFORE,
+    ),
+    f"one batch, four tasks per host ({TASKS_BEFORE})": (
+        {"model_sync_serial": "100%"},
+        {},
+        TASKS_BEFORE,
     ),
     "one batch, no pipelining": (
         {"model_sync_serial": "100%"},
@@ -76,18 +83,20 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
 }
 
 
-def playbook(root: Path, rev: str) -> Path:
-    """model_sync.yml of the working tree, or as of ``rev`` (next to it, so paths resolve)."""
+def collection(root: Path, rev: str) -> tuple[Path, dict[str, str]]:
+    """model_sync.yml and the environment that runs it: the working tree's, or the whole
+    collection as of ``rev`` (unpacked under ``root``, found through ANSIBLE_COLLECTIONS_PATH)."""
     if not rev:
-        return PLAYBOOK
-    old = ROOT / "playbooks" / f".model_sync-{rev}-{secrets.token_hex(3)}.yml"
-    old.write_text(
-        subprocess.run(
-            ["git", "show", f"{rev}:playbooks/model_sync.yml"],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+        return PLAYBOOK, {}
+    tree = root / f"collection-{rev}"
+    target = tree / "ansible_collections" / "edgeai" / "appliance"
+    if not target.exists():
+        target.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", rev], cwd=ROOT, capture_output=True, check=True
         ).stdout
-    )  # fmt: skip
-    return old
+        subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
+    return target / "playbooks" / "model_sync.yml", {"ANSIBLE_COLLECTIONS_PATH": str(tree)}
 
 
 def cgroup_cpu_seconds(pid: int) -> float:
@@ -208,8 +217,9 @@ def measure(sizes: list[int], repeat: int, variants: list[str]) -> dict[str, Any
                 current = entry(mlp(files / "tiny-1.onnx", seed=1), 1)
                 fleet.sync([current], {"model_sync_serial": "100%"}, {})  # first delivery
                 for name in variants:
-                    variables, env, rev = VARIANTS[name]
-                    book = playbook(root, rev)
+                    variables, settings, rev = VARIANTS[name]
+                    book, env = collection(root, rev)
+                    env = {**env, **settings}
                     runs: dict[str, list[tuple[float, dict[str, float]]]] = {
                         "rerun": [],
                         "new_version": [],
@@ -225,8 +235,6 @@ def measure(sizes: list[int], repeat: int, variants: list[str]) -> dict[str, Any
                         took, totals, cpu = fleet.sync([current], variables, env, book)
                         assert totals["changed"] >= size, totals
                         runs["new_version"].append((took, cpu))
-                    if book != PLAYBOOK:
-                        book.unlink()
                     figures: dict[str, float] = {}
                     for op, samples in runs.items():
                         figures[op] = statistics.median(took for took, _ in samples)

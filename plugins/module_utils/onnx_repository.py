@@ -24,6 +24,7 @@ rollback area once it does; a rejected or interrupted activation puts them back.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -190,6 +191,22 @@ class Repository:
 
     def staged_file(self, name: str, version: int, file: str = MODEL_FILE) -> Path:
         return self.staging / name / str(version) / file
+
+    def stage(self, name: str, version: int, file: str, source: Path) -> None:
+        """Move a file the controller put on the host (``source``) to its staged path, owned by
+        this process's user and with the repository's file mode (its sha256 is checked later)."""
+        target = self.staged_file(name, version, file)
+        _mkdirs(target.parent)
+        try:
+            source.rename(target)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:
+                raise
+            shutil.copyfile(source, target)
+            source.unlink()
+        if os.geteuid() == 0:
+            os.chown(target, 0, 0)
+        target.chmod(_FILE_MODE)
 
     def _saved(self, name: str) -> Path:
         return self.rollback / name

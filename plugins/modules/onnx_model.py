@@ -20,11 +20,14 @@ description:
     serves needs nothing. In check mode the
     module stops here and returns the plan, including RV(plan[].staged_path), where the file of
     each version that has to be delivered is expected.
-  - B(Stage.) The files of every version that has to be delivered must be in the staging area,
-    at the C(staged_path) of each entry of RV(plan[].transfers)
-    (C(<staging_dir>/<name>/<version>/<file>); a role copies them there from the controller).
-    Their sha256 are checked before anything is activated; a mismatch activates nothing for
-    that model.
+  - B(Carry.) The task's action, on the controller, runs the plan above first (in check mode
+    too), downloads what comes from a URL into the controller's cache (O(models[].src), once
+    for all hosts of the run) and puts the files of every version that has to be delivered into
+    a temporary directory on the host; the module moves them to the staging area
+    (C(<staging_dir>/<name>/<version>/<file>), RV(plan[].transfers)). A converged host costs
+    the plan alone, and nothing travels.
+  - B(Stage.) Their sha256 are checked before anything is activated; a mismatch activates
+    nothing for that model.
   - B(Activate.) C(config.yaml) is written atomically and the staged version directory is
     renamed into place (one rename(2)); a version directory it replaces is moved into the
     rollback area first. Every replica is then asked to load the model and must serve the
@@ -90,10 +93,15 @@ options:
             type: str
             required: true
           src:
-            description: Where the file comes from on the controller (only named in messages).
+            description:
+              - The file on the controller, carried to the host when the version has to be
+                delivered (for a file with O(models[].files[].url), its place in the
+                controller's cache). Needed when the version has to be delivered.
             type: str
           url:
-            description: The URL the file was downloaded from, if any (returned in the plan).
+            description:
+              - Where the controller downloads the file into O(models[].files[].src) when it
+                needs it.
             type: str
       config:
         description:
@@ -102,13 +110,14 @@ options:
         type: str
       src:
         description:
-          - Where the file comes from (a path on the controller). Only named in messages; the
-            module reads the copy in the staging area.
+          - The version's C(model.onnx) on the controller, carried to the host when the version
+            has to be delivered (for a model with O(models[].url), its place in the
+            controller's cache). Needed when the version has to be delivered.
         type: str
       url:
         description:
-          - The URL the file was downloaded from, if any. Only returned in the plan, for the
-            controller's download.
+          - Where the controller downloads C(model.onnx) into O(models[].src) when it needs it
+            (checked against O(models[].sha256) before it travels).
         type: str
   models_dir:
     description: The model repository on the managed host.
@@ -137,6 +146,34 @@ options:
         same file system as O(models_dir) and outside O(staging_dir).
       - Defaults to C(<models_dir>/.previous).
     type: path
+  uploads:
+    description:
+      - Files already on the host, outside the staging area, to move to their place in it
+        before the checks (C(<staging_dir>/<name>/<version>/<file>)), each owned by the
+        module's user with mode C(0644). The action of the same name fills this in with the
+        files it carried from the controller; a playbook does not set it.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: Model name.
+        type: str
+        required: true
+      version:
+        description: The model's version.
+        type: int
+        required: true
+      file:
+        description:
+          - The file's name in the version directory (C(model.onnx) or one of
+            O(models[].files)).
+        type: str
+        required: true
+      path:
+        description: Where the file is on the host.
+        type: path
+        required: true
   timeout:
     description: Seconds to wait for a replica to load a model.
     type: int
@@ -162,7 +199,9 @@ attributes:
 notes:
   - The service must be running; the module waits up to O(ready_timeout) seconds for every
     replica's C(/v2/health/ready).
-  - Models are delivered as files; the module never downloads anything.
+  - The files travel from the controller (its action); the host never downloads anything.
+  - The task runs the module twice on a host with work (plan, install) and once on a
+    converged host.
 seealso:
   - name: The ONNX service's README
     description: The repository layout, config.yaml and the repository API.
@@ -170,31 +209,34 @@ seealso:
 """
 
 EXAMPLES = r"""
-- name: Plan (check mode) - which files must travel, and where to?
+- name: Plan, carry what is new, install, load on every replica, roll back a rejected model, prune
   edgeai.appliance.onnx_model:
     models:
       - name: resnet
         version: 4
         sha256: 9f2c4f1e0c5d8b1a7e3f6a2d4c8b0e1f3a5c7d9e1b3f5a7c9e1d3b5f7a9c1e3d
+        src: /srv/models/resnet-4.onnx
         config: "max_batch_size: 16\n"
-    models_dir: /var/lib/edgeai/onnx/models
-    api_urls: [http://127.0.0.1:8001, http://127.0.0.1:8002]
-  check_mode: true
-  register: plan
-
-# Then copy each file of plan.plan | selectattr('stage') to its staged_path
-# (ansible.builtin.copy, from the controller), and:
-
-- name: Install, load on every replica, roll back a rejected model, prune
-  edgeai.appliance.onnx_model:
-    models:
-      - name: resnet
-        version: 4
-        sha256: 9f2c4f1e0c5d8b1a7e3f6a2d4c8b0e1f3a5c7d9e1b3f5a7c9e1d3b5f7a9c1e3d
-        config: "max_batch_size: 16\n"
+      - name: tiny
+        version: 2
+        sha256: 41ab2c4f1e0c5d8b1a7e3f6a2d4c8b0e1f3a5c7d9e1b3f5a7c9e1d3b5f7a9c1e
+        src: /home/deploy/.cache/edgeai/onnx-models/41ab2c4f.onnx  # where the download goes
+        url: https://models.example.internal/tiny-2.onnx
     models_dir: /var/lib/edgeai/onnx/models
     api_urls: [http://127.0.0.1:8001, http://127.0.0.1:8002]
     keep: 2
+
+- name: What would change (nothing travels)
+  edgeai.appliance.onnx_model:
+    models:
+      - name: resnet
+        version: 4
+        sha256: 9f2c4f1e0c5d8b1a7e3f6a2d4c8b0e1f3a5c7d9e1b3f5a7c9e1d3b5f7a9c1e3d
+        src: /srv/models/resnet-4.onnx
+    models_dir: /var/lib/edgeai/onnx/models
+    api_urls: [http://127.0.0.1:8001]
+  check_mode: true
+  register: plan
 """
 
 RETURN = r"""
@@ -337,6 +379,17 @@ ARGUMENT_SPEC: dict[str, Any] = {
     "keep": {"type": "int", "default": 3},
     "staging_dir": {"type": "path"},
     "rollback_dir": {"type": "path"},
+    "uploads": {
+        "type": "list",
+        "elements": "dict",
+        "default": [],
+        "options": {
+            "name": {"type": "str", "required": True},
+            "version": {"type": "int", "required": True},
+            "file": {"type": "str", "required": True},
+            "path": {"type": "path", "required": True},
+        },
+    },
     "timeout": {"type": "int", "default": 300},
     "ready_timeout": {"type": "int", "default": 60},
     "manifest_name": {"type": "str", "default": "models"},
@@ -400,6 +453,11 @@ def wanted_models(params: dict[str, Any]) -> tuple[list[Wanted], list[str]]:
             f"{params['manifest_name']} lists {', '.join(twice)} more than once: give each model "
             "once, with the version that should serve"
         )
+    for index, upload in enumerate(params["uploads"]):
+        if not all(NAME_PATTERN.match(upload[key]) for key in ("name", "file")):
+            problems.append(f"uploads[{index}] names a model or file that is not a plain name")
+        if upload["version"] < 1:
+            problems.append(f"uploads[{index}].version must be a positive integer")
     if params["keep"] < 1:
         problems.append(f"keep must be at least 1, not {params['keep']}")
     if not params["api_urls"]:
@@ -643,6 +701,8 @@ class Delivery:
             if self.repo.staging_leftovers() and not steps:
                 self.actions.append(f"the staging area {self.repo.staging} is cleared")
             return self.finish()
+        for upload in self.module.params["uploads"]:
+            self.repo.stage(upload["name"], upload["version"], upload["file"], Path(upload["path"]))
         active = self.check_staged(steps)
         for step in active:
             self.repo.activate(step)

@@ -381,3 +381,20 @@ def test_a_text_model_travels_with_its_tokenizer_from_a_url(site: Site) -> None:
         again = site.run({"onnx_service_models": [model]}, "--tags", "onnx")
         assert again.rc == 0, again
         assert again.recap()["changed"] == 0, again
+
+
+def test_a_failed_download_changes_nothing_on_the_host(site: Site) -> None:
+    """A version whose file comes from a URL that fails: the task fails naming the model, the
+    URL and the reason; nothing travels and the previous version keeps serving."""
+    before = snapshot(site.models_dir)
+    with served_files(site.files) as base:
+        url = f"{base}/tiny-9-missing.onnx"
+        model = {"name": MODEL, "version": 9, "sha256": "9" * 64, "url": url}
+        result = site.run({"onnx_service_models": [model]}, "--tags", "onnx")
+    assert result.rc != 0, result
+    assert f"ONNX model '{MODEL}' version 9 was not installed: downloading {url}" in result.stdout
+    assert "404" in result.stdout, result
+    assert "Nothing changed on the host" in result.stdout, result
+    assert snapshot(site.models_dir) == before
+    assert not list((site.root / "controller-cache").glob(f"{'9' * 64}*"))
+    assert_serves(site, site.files / "tiny-4.onnx", 4)

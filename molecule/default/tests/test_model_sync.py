@@ -6,6 +6,7 @@ while a client keeps sending requests, none of which fails; a second run changes
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -167,33 +168,50 @@ def test_a_new_version_goes_live_under_load_and_a_rerun_changes_nothing(
     assert set(recap) == {"0"}, again.stdout
 
 
+def carried_files(root: Path) -> set[Path]:
+    """The files Ansible's tasks have put into its temporary directories on the host."""
+    return set((root / "root/.ansible/tmp").glob("ansible-tmp-*/*"))
+
+
 def test_a_sync_interrupted_half_way_leaves_the_old_version_and_the_next_run_completes(
     tmp_path: Path,
 ) -> None:
-    """The link drops after the file reached the host's staging area, before activation."""
+    """The link drops after the new file reached the host, before the install: the controller
+    is killed as soon as the whole file is in Ansible's temporary directory on the host (read
+    through the host container's root, /proc/<pid>/root, while the run goes on)."""
     before = serving_versions()
+    size = Path(MAGIKA["src"]).stat().st_size
+    pid = subprocess.run(
+        ["docker", "inspect", "-f", "{{.State.Pid}}", INSTANCE],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    host_root = Path(f"/proc/{pid}/root")
+    earlier = carried_files(host_root)
     extra = tmp_path / "models-interrupted.json"
     extra.write_text(json.dumps({"onnx_service_models": [{**MAGIKA, "version": 92}]}))
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ansible-playbook"),
-         "-i", os.environ["MOLECULE_INVENTORY_FILE"],
-         "--tags", "onnx", "-e", f"@{extra}",
-         str(REPO / "playbooks/model_sync.yml")],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-             "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    seen = []
-    copying = False
-    assert process.stdout is not None
-    for line in process.stdout:
-        seen.append(line)
-        copying = copying or "Copy the model files to the staging area" in line
-        if copying and line.startswith(("changed: [", "ok: [")):  # the file is on the host
-            os.killpg(process.pid, 9)  # the controller dies: no handler, no rescue runs
-            break
+    log = tmp_path / "interrupted.log"
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ansible-playbook"),
+             "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+             "--tags", "onnx", "-e", f"@{extra}",
+             str(REPO / "playbooks/model_sync.yml")],
+            stdout=output, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env={**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0"},
+        )  # fmt: skip
+    carried = None
+    deadline = time.monotonic() + 300
+    while carried is None and process.poll() is None and time.monotonic() < deadline:
+        for path in carried_files(host_root) - earlier:
+            with contextlib.suppress(OSError):
+                if path.name.endswith("-model.onnx") and path.stat().st_size == size:
+                    carried = path
+        time.sleep(0.002)
+    if carried is not None:
+        os.killpg(process.pid, 9)  # the controller dies: no handler, no rescue runs
     process.wait(timeout=60)
-    assert process.returncode == -9, "".join(seen[-30:])
+    assert carried is not None, "the file never reached the host whole:\n" + log.read_text()[-3000:]
+    assert process.returncode == -9, log.read_text()[-3000:]
 
     assert serving_versions() == before
     assert infer().status_code == 200

@@ -11,6 +11,7 @@ import os
 import shutil
 import socket
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,7 +74,11 @@ def run(run_module: RunModule, site: Replicas) -> Any:
     """onnx_model with the site's repository and replicas; ``models`` as given."""
 
     def call(models: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-        options = {k: kwargs.pop(k) for k in ("keep", "ready_timeout", "api_urls") if k in kwargs}
+        options = {
+            k: kwargs.pop(k)
+            for k in ("keep", "ready_timeout", "api_urls", "uploads")
+            if k in kwargs
+        }
         args = {
             "models": models,
             "models_dir": str(site.models_dir),
@@ -91,8 +96,8 @@ def entry(path: Path, version: int, name: str = MODEL, **more: Any) -> dict[str,
 
 
 def stage(plan: dict[str, Any], files: dict[str, Path]) -> None:
-    """What the role's copy task does: each file the plan asks for, to its staged path
-    (model.onnx from ``files``, the version's other files from their src)."""
+    """Each file the plan asks for, straight to its staged path (model.onnx from ``files``, the
+    version's other files from their src): the module also installs what it finds staged."""
     for item in plan["plan"]:
         for transfer in item["transfers"]:
             target = Path(transfer["staged_path"])
@@ -101,12 +106,30 @@ def stage(plan: dict[str, Any], files: dict[str, Path]) -> None:
             shutil.copyfile(source, target)
 
 
+def carry(plan: dict[str, Any], files: dict[str, Path]) -> list[dict[str, Any]]:
+    """What the action does between the plan and the install: each file the plan asks for, to a
+    temporary directory outside the repository; the module's ``uploads``."""
+    directory = Path(tempfile.mkdtemp(prefix="carried-"))
+    uploads = []
+    for item in plan["plan"]:
+        for transfer in item["transfers"]:
+            path = directory / f"{len(uploads)}-{transfer['file']}"
+            source = files[item["name"]] if transfer["file"] == "model.onnx" else transfer["src"]
+            shutil.copyfile(source, path)
+            path.chmod(0o600)  # as the remote user's temporary file would be
+            uploads.append({"name": item["name"], "version": item["version"],
+                            "file": transfer["file"], "path": str(path)})  # fmt: skip
+    return uploads
+
+
 def deliver(run: Any, models: list[dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
-    """Plan (check mode), stage, install: the role's three steps."""
+    """Plan (check mode), carry, install: the task's three steps (plugins/action/onnx_model.py)."""
     plan = run(models, check=True, **kwargs)
     assert "failed" not in plan, plan
-    stage(plan, {m["name"]: Path(m["src"]) for m in models})
-    return run(models, **kwargs)
+    uploads = carry(plan, {m["name"]: Path(m["src"]) for m in models})
+    done = run(models, uploads=uploads, **kwargs)
+    assert not any(Path(u["path"]).exists() for u in uploads), "the carried files were moved"
+    return done
 
 
 def assert_serves(site: Replicas, path: Path, version: int, name: str = MODEL) -> None:
@@ -530,3 +553,16 @@ def test_bad_arguments_fail_before_anything_happens(
     failed = run(models, keep=keep)
     assert failed["failed"] is True
     assert message in failed["msg"]
+
+
+def test_an_upload_that_names_a_path_fails_before_anything_happens(
+    run: Any, site: Replicas, files: Path
+) -> None:
+    v1 = mlp(files / "tiny-1.onnx", seed=1)
+    before = snapshot(site.models_dir)
+    upload = {"name": MODEL, "version": 1, "file": "../../escape.onnx", "path": str(v1)}
+    failed = run([entry(v1, 1)], uploads=[upload])
+    assert failed["failed"] is True
+    assert "uploads[0] names a model or file that is not a plain name" in failed["msg"]
+    assert v1.exists()
+    assert snapshot(site.models_dir) == before
