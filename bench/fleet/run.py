@@ -60,6 +60,7 @@ ANSIBLE_PLAYBOOK = Path(sys.executable).parent / "ansible-playbook"
 BEFORE = "ef7885b"  # before the cut: the ONNX health gate ran on converged hosts too
 GATE_BEFORE = "aa30f03"  # before the second cut: the gate ran after every install too
 TASKS_BEFORE = "fd344b0"  # before one task per host: plan, staging directories, copy, install
+IMPORTED = "b5dde1e"  # model_sync.yml importing the roles' models tasks (tried, reverted)
 VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
     f"before ({BEFORE}), serial 25%": ({}, {}, BEFORE),
     "shipped (serial 25%, forks 10, pipelining)": ({}, {}, ""),
@@ -74,6 +75,12 @@ VARIANTS: dict[str, tuple[dict[str, Any], dict[str, str], str]] = {
         {},
         TASKS_BEFORE,
     ),
+    f"one batch, roles imported ({IMPORTED})": (
+        {"model_sync_serial": "100%"},
+        {},
+        IMPORTED,
+    ),
+    f"shipped before one task per host ({TASKS_BEFORE})": ({}, {}, TASKS_BEFORE),
     "one batch, no pipelining": (
         {"model_sync_serial": "100%"},
         {"ANSIBLE_PIPELINING": "False"},
