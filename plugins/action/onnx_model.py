@@ -168,7 +168,10 @@ class ActionModule(ActionBase):
         return failures
 
     def _carry(self, transfers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Put every file into a new temporary directory on the host; the module's uploads."""
+        """Put every file into a new temporary directory on the host; the module's uploads.
+        Nothing to carry (a config.yaml change, a prune, a restore) makes no directory."""
+        if not transfers:
+            return []
         directory = self._make_tmp_path()
         uploads = []
         for number, transfer in enumerate(transfers):

@@ -94,9 +94,9 @@ options:
             required: true
           src:
             description:
-              - The file on the controller, carried to the host when the version has to be
-                delivered (for a file with O(models[].files[].url), its place in the
-                controller's cache). Needed when the version has to be delivered.
+              - The file on the controller (for a file with O(models[].files[].url), its place
+                in the controller's cache); required when the version has to be delivered,
+                which carries it to the host.
             type: str
           url:
             description:
@@ -110,9 +110,9 @@ options:
         type: str
       src:
         description:
-          - The version's C(model.onnx) on the controller, carried to the host when the version
-            has to be delivered (for a model with O(models[].url), its place in the
-            controller's cache). Needed when the version has to be delivered.
+          - The version's C(model.onnx) on the controller (for a model with O(models[].url),
+            its place in the controller's cache); required when the version has to be
+            delivered, which carries it to the host.
         type: str
       url:
         description:
