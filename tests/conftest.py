@@ -24,6 +24,7 @@ NEEDS_PACKAGES = {
     "tests/unit/recovery/test_autoheal.py::test_metrics_file_describes_every_container": "promtool",
     "tests/unit/test_hardening_firewall.py::test_nft_accepts_the_ruleset": "nftables",
     "tests/unit/tools/test_browser.py": "chromium",
+    "tests/unit/plugins/modules/test_container_signal_reload.py": "prometheus, alertmanager",
 }
 
 
