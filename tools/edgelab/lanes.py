@@ -4,20 +4,24 @@
 the appliance (requests, timers, alerts) while a converge keeps both cores busy: two scenarios and
 the lint, unit and integration stages side by side fill those waits (docs/benchmarks.md). Every
 lane runs to its end even when another fails, so one run reports every failure; the summary names
-each lane's result and wall time.
+each lane's result and wall time, and repeats just above it the lines of a failed lane's output
+that say what failed (pytest's FAILED/ERROR lines, Ansible's fatal tasks, make's errors), so the
+end of a long log, which is often all a CI page keeps, names the failing test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 
@@ -31,6 +35,30 @@ class Lane:
     command: str
     returncode: int | None = None
     seconds: float = 0.0
+    # the lines of its output that say what failed, the most recent kept
+    failures: deque[str] = field(default_factory=lambda: deque(maxlen=RECAP_LINES))
+
+    def note(self, line: str) -> None:
+        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)  # Molecule and Ansible colour their output
+        if FAILURE_LINE.search(plain):
+            self.failures.append(plain[:RECAP_WIDTH])
+
+    def recap(self) -> str:
+        if not self.failures:
+            return f"{self.name} failed; no line of its output names a failure (see above)\n"
+        shown = "".join(f"  {line}\n" for line in self.failures)
+        return (
+            f"{self.name} failed; what its output names (the last {len(self.failures)}):\n{shown}"
+        )
+
+
+# what failed, in the output of pytest (its short summary), Ansible, Molecule, the linters and make
+FAILURE_LINE = re.compile(
+    r"^(FAILED|ERROR) |fatal: \[|^failed: \[|^CRITICAL |Executed: Failed|\bERROR: "
+    r"|^Found \d+ errors?|^Failed: \d+ failure|make(\[\d+\])?: \*\*\*"
+)
+RECAP_LINES = 12
+RECAP_WIDTH = 300
 
 
 def parse(specs: Sequence[str]) -> list[Lane]:
@@ -79,7 +107,9 @@ def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
         assert proc.stdout is not None
         started = time.monotonic()
         for raw in iter(proc.stdout.readline, b""):
-            emit(f"{lane.name:<{width}} | {raw.decode(errors='replace').rstrip(chr(10))}\n")
+            line = raw.decode(errors="replace").rstrip("\n")
+            emit(f"{lane.name:<{width}} | {line}\n")
+            lane.note(line)
         lane.returncode = proc.wait()
         lane.seconds = time.monotonic() - started
         emit(f"{lane.name:<{width}} | lane {_verdict(lane)} after {lane.seconds:.0f} s\n")
@@ -112,12 +142,18 @@ def run(lanes: list[Lane], out: TextIO = sys.stdout) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    lines = [
-        f"  {lane.name:<{width}}  {_verdict(lane):<20} {lane.seconds:7.0f} s" for lane in lanes
-    ]
-    emit("lanes:\n" + "\n".join(lines) + "\n")
+    emit(_summary(lanes, width))
     return 0 if all(lane.returncode == 0 for lane in lanes) else 1
 
 
 def _verdict(lane: Lane) -> str:
     return "passed" if lane.returncode == 0 else f"FAILED (exit {lane.returncode})"
+
+
+def _summary(lanes: list[Lane], width: int) -> str:
+    """What failed in each failed lane, then each lane's result and wall time."""
+    recaps = "".join(lane.recap() for lane in lanes if lane.returncode != 0)
+    lines = [
+        f"  {lane.name:<{width}}  {_verdict(lane):<20} {lane.seconds:7.0f} s" for lane in lanes
+    ]
+    return recaps + "lanes:\n" + "\n".join(lines) + "\n"

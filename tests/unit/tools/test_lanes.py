@@ -58,6 +58,34 @@ def test_a_failed_lane_fails_the_run_and_the_others_still_finish(tmp_path: Path)
     assert "slow  passed" in summary
 
 
+def test_the_end_of_the_output_names_what_failed_in_a_failed_lane(tmp_path: Path) -> None:
+    # a pytest run whose failure scrolls far above the end, as in a CI log that keeps its tail
+    script = tmp_path / "lane.sh"
+    script.write_text(
+        "echo 'tests/x.py::test_one PASSED'\n"
+        'printf \'\\033[31mfatal: [edge]: FAILED! => {"msg": "boom"}\\033[0m\\n\'\n'
+        'for i in $(seq 500); do echo "noise $i"; done\n'
+        "echo 'FAILED tests/x.py::test_two - AssertionError: 3 != 4'\n"
+        "echo 'make: *** [Makefile:9: unit] Error 1'\n"
+        "exit 2\n"
+    )
+    code, out = _run([f"checks=bash {script}", "quiet=true", "silent=exit 4"])
+    assert code == 1
+    lines = out.splitlines()
+    summary = lines.index("lanes:")
+    assert summary == len(lines) - 4  # the recap comes right before the summary at the very end
+    last_lane_end = max(i for i, line in enumerate(lines) if " | lane " in line)
+    recap = "\n".join(lines[last_lane_end + 1 : summary]) + "\n"
+    assert "checks failed; what its output names (the last 3):\n" in recap
+    assert '  fatal: [edge]: FAILED! => {"msg": "boom"}\n' in recap  # without its colours
+    assert "  FAILED tests/x.py::test_two - AssertionError: 3 != 4\n" in recap
+    assert "  make: *** [Makefile:9: unit] Error 1\n" in recap
+    assert "noise" not in recap
+    assert "PASSED" not in recap
+    assert "silent failed; no line of its output names a failure" in recap
+    assert "quiet failed" not in recap
+
+
 def test_a_lane_runs_with_pipefail_and_stderr_in_its_output() -> None:
     code, out = _run(["pipe=false | cat", "err=echo oops >&2"])
     assert code == 1
