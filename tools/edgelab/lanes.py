@@ -37,11 +37,19 @@ class Lane:
     seconds: float = 0.0
     # the lines of its output that say what failed, the most recent kept
     failures: deque[str] = field(default_factory=lambda: deque(maxlen=RECAP_LINES))
+    # the last line kept may go on in the next ones (Molecule wraps a command's output)
+    wrapped: bool = False
 
     def note(self, line: str) -> None:
-        plain = re.sub(r"\x1b\[[0-9;]*m", "", line)  # Molecule and Ansible colour their output
+        # Molecule and Ansible colour their output; Molecule frames a command's output in "│ "
+        plain = re.sub(r"^ *│ ?", "", re.sub(r"\x1b\[[0-9;]*m", "", line))
         if FAILURE_LINE.search(plain):
             self.failures.append(plain[:RECAP_WIDTH])
+            self.wrapped = True
+        elif self.wrapped and plain.startswith("  ") and plain.strip():
+            self.failures[-1] = (self.failures[-1] + " " + plain.strip())[:RECAP_WIDTH]
+        else:
+            self.wrapped = False
 
     def recap(self) -> str:
         if not self.failures:
@@ -52,10 +60,12 @@ class Lane:
         )
 
 
-# what failed, in the output of pytest (its short summary), Ansible, Molecule, the linters and make
+# what failed, in the output of pytest (its short summary, an exception's first line), Ansible,
+# Molecule, the linters and make
 FAILURE_LINE = re.compile(
-    r"^(FAILED|ERROR) |fatal: \[|^failed: \[|^CRITICAL |Executed: Failed|\bERROR: "
-    r"|^Found \d+ errors?|^Failed: \d+ failure|make(\[\d+\])?: \*\*\*"
+    r"^(FAILED|ERROR)(?! - RETRYING)( |$)|^E +\w+(Error|Exception): |fatal: \[|^failed: \["
+    r"|^CRITICAL |Executed: Failed|\bERROR: |^Found \d+ errors?|^Failed: \d+ failure"
+    r"|make(\[\d+\])?: \*\*\*"
 )
 RECAP_LINES = 12
 RECAP_WIDTH = 300

@@ -86,6 +86,37 @@ def test_the_end_of_the_output_names_what_failed_in_a_failed_lane(tmp_path: Path
     assert "quiet failed" not in recap
 
 
+def test_a_failure_inside_molecules_frame_is_named_whole(tmp_path: Path) -> None:
+    # as `molecule test` printed a verify failure (colours, its frame, lines wrapped at 80)
+    frame = "  \x1b[2m│\x1b[0m "
+    (tmp_path / "out.txt").write_text(
+        "".join(
+            frame + line + "\n"
+            for line in [
+                "FAILED - RETRYING: [localhost]: Wait for instance(s) creation to complete",
+                "E       AssertionError: ['malformed bodies: POST /api/generate: 503",
+                '  \\\'{"error":{"code":503}}\']',
+                "E       assert ['malformed b...'] == []",
+                "FAILED",
+                "  tests/test_abuse.py::test_the_appliance_survives_the_abuse_suite[ansible:/",
+                "  /edgeai-molecule-edge]",
+                "================== 1 failed, 263 passed in 442.67s (0:07:22)",
+            ]
+        )
+    )
+    code, out = _run([f"molecule=cat {tmp_path}/out.txt; exit 2"])
+    assert code == 1
+    recap = out.split("molecule | lane FAILED (exit 2) after", 1)[1].split("lanes:\n", 1)[0]
+    header, *named = recap.splitlines()[1:]
+    assert header == "molecule failed; what its output names (the last 2):"
+    assert named == [
+        "  E       AssertionError: ['malformed bodies: POST /api/generate: 503"
+        ' \\\'{"error":{"code":503}}\']',
+        "  FAILED tests/test_abuse.py::test_the_appliance_survives_the_abuse_suite[ansible:/"
+        " /edgeai-molecule-edge]",
+    ]
+
+
 def test_a_lane_runs_with_pipefail_and_stderr_in_its_output() -> None:
     code, out = _run(["pipe=false | cat", "err=echo oops >&2"])
     assert code == 1
