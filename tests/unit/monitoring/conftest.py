@@ -130,10 +130,3 @@ def scratch() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def rendered(scratch: Path) -> dict[str, Rendered]:
     return {name: render(name, scratch / name, extra) for name, extra in SCENARIOS.items()}
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (make packages)")
-    return path

@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 import yaml
+from packaged import tool
 
-from .conftest import SCENARIOS, SECRETS, Rendered, tool
+from .conftest import SCENARIOS, SECRETS, Rendered
 
 
 @pytest.mark.parametrize("name", list(SCENARIOS))

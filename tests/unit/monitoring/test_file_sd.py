@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 from free_ports import reserve_port
+from packaged import tool
 
-from .conftest import Rendered, tool
+from .conftest import Rendered
 
 FRAGMENT = """\
 - targets: ["127.0.0.1:9115"]

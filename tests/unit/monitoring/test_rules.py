@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 
 import yaml
+from packaged import tool
 
-from .conftest import HERE, Rendered, tool
+from .conftest import HERE, Rendered
 
 RULES_TEST = HERE / "rules_test.yml"
 

@@ -9,8 +9,6 @@ on PATH) that answers `container inspect` with that process's PID, runs `exec <n
 from __future__ import annotations
 
 import json
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,7 +19,9 @@ from pathlib import Path
 
 import pytest
 from ansible_collections.edgeai.appliance.plugins.modules import container_signal
+from free_ports import reserve_port
 from ollama_helpers import RunModule
+from packaged import tool
 
 FAKE_DOCKER = """#!{python}
 import json, sys, urllib.request
@@ -66,13 +66,6 @@ class Service:
     calls: Path
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=5) as answer:
         text: str = answer.read().decode()
@@ -111,20 +104,13 @@ def start(
         process.wait(timeout=30)
 
 
-def binary(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} is not installed (make packages)")
-    return path
-
-
 @pytest.fixture
 def prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    port = free_port()
+    port = reserve_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(PROMETHEUS_CONFIG.format(interval="15s", port=port))
     argv = [
-        binary("prometheus"),
+        tool("prometheus"),
         f"--config.file={config}",
         f"--storage.tsdb.path={tmp_path / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
@@ -134,11 +120,11 @@ def prometheus(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Serv
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Service]:
-    port = free_port()
+    port = reserve_port()
     config = tmp_path / "alertmanager.yml"
     config.write_text(ALERTMANAGER_CONFIG.format(receiver="first"))
     argv = [
-        binary("prometheus-alertmanager"),
+        tool("prometheus-alertmanager"),
         f"--config.file={config}",
         f"--storage.path={tmp_path / 'data'}",
         f"--web.listen-address=127.0.0.1:{port}",
@@ -198,7 +184,7 @@ def test_alertmanager_reload_is_waited_for_and_takes_effect(
 def test_metrics_that_never_answer_fail_before_the_signal(
     alertmanager: Service, run_module: RunModule
 ) -> None:
-    spec = {"url": f"http://127.0.0.1:{free_port()}/metrics", "prefix": "alertmanager"}
+    spec = {"url": f"http://127.0.0.1:{reserve_port()}/metrics", "prefix": "alertmanager"}
     result = run_module(
         container_signal.main, {"name": "alertmanager", "reload_metrics": {**spec, "timeout": 2}}
     )
